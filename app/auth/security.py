@@ -1,0 +1,88 @@
+"""Passwords (argon2), access tokens (HS256 JWT) and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import anyio
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from app.db import utcnow
+
+_hasher = PasswordHasher()
+# Verified when the email is unknown so both paths cost the same (no user enumeration).
+_DUMMY_HASH = _hasher.hash("peerpitch-dummy-password")
+
+
+async def hash_password(password: str) -> str:
+    return await anyio.to_thread.run_sync(_hasher.hash, password)
+
+
+async def verify_password(password_hash: str | None, password: str) -> bool:
+    def _verify() -> bool:
+        try:
+            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await anyio.to_thread.run_sync(_verify)
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    org_id: uuid.UUID
+    role: str
+
+
+class InvalidToken(Exception):
+    pass
+
+
+def issue_access_token(
+    *, user_id: uuid.UUID, org_id: uuid.UUID, role: str, secret: str, ttl_s: int
+) -> str:
+    now = utcnow()
+    claims = {
+        "sub": str(user_id),
+        "org": str(org_id),
+        "role": role,
+        "typ": "access",
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_s)).timestamp()),
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def decode_access_token(token: str, secret: str) -> AccessClaims:
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "org"]}
+        )
+        if claims.get("typ") != "access":
+            raise InvalidToken("not an access token")
+        return AccessClaims(
+            user_id=uuid.UUID(claims["sub"]), org_id=uuid.UUID(claims["org"]), role=claims["role"]
+        )
+    except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidToken(str(exc)) from exc
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """A fresh opaque token and the digest that is stored."""
+    token = secrets.token_urlsafe(32)
+    return token, digest_token(token)
+
+
+def digest_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def expires_in(ttl_s: int) -> datetime:
+    return utcnow() + timedelta(seconds=ttl_s)

@@ -1,0 +1,174 @@
+"""The `peerpitch` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from app.config import ConfigError, Settings, get_settings
+
+DEMO_ORG = "Demo"
+DEMO_PASSWORD = "peerpitch-demo"  # noqa: S105 - fixed on purpose, printed, refused in production
+DEMO_USERS = [
+    ("admin@demo.peerpitch.dev", "Ada Admin", "admin"),
+    ("coach@demo.peerpitch.dev", "Cole Coach", "coach"),
+    ("top@demo.peerpitch.dev", "Tess Top", "top_performer"),
+    ("rep@demo.peerpitch.dev", "Remy Rep", "rep"),
+]
+
+
+def _cmd_migrate(_args: argparse.Namespace, _settings: Settings) -> int:
+    from app.migrate import upgrade_head
+
+    upgrade_head()
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from app.logging import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    settings.resolved_secret_key()  # fail fast with a clear message in production
+    uvicorn.run(
+        "app.asgi:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=True,
+        log_config=None,
+    )
+    return 0
+
+
+async def _create_org(settings: Settings, name: str, email: str, password: str) -> dict[str, str]:
+    from app.db import make_engine, make_sessionmaker
+    from app.orgs.service import create_org
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            created = await create_org(
+                session,
+                name=name,
+                admin_email=email,
+                admin_password=password,
+                admin_name=f"{name} admin",
+            )
+            return {"org_id": str(created.org.id), "admin_id": str(created.admin.id)}
+    finally:
+        await engine.dispose()
+
+
+def _cmd_create_org(args: argparse.Namespace, settings: Settings) -> int:
+    from app.errors import AppError
+
+    if len(args.admin_password) < 8:
+        print("error: the admin password needs at least 8 characters", file=sys.stderr)
+        return 2
+    try:
+        result = asyncio.run(
+            _create_org(settings, args.name, args.admin_email, args.admin_password)
+        )
+    except AppError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+async def _seed_demo(settings: Settings) -> bool:
+    from sqlalchemy import select
+
+    from app.db import make_engine, make_sessionmaker
+    from app.orgs.service import create_org
+    from app.users.models import Role, User
+    from app.users.service import add_user
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            if await session.scalar(select(User.id).where(User.email == DEMO_USERS[0][0])):
+                return False
+            admin_email, admin_name, _ = DEMO_USERS[0]
+            created = await create_org(
+                session,
+                name=DEMO_ORG,
+                admin_email=admin_email,
+                admin_password=DEMO_PASSWORD,
+                admin_name=admin_name,
+            )
+            for email, name, role in DEMO_USERS[1:]:
+                await add_user(
+                    session,
+                    org_id=created.org.id,
+                    email=email,
+                    name=name,
+                    role=Role(role),
+                    password=DEMO_PASSWORD,
+                )
+            return True
+    finally:
+        await engine.dispose()
+
+
+def print_demo_logins() -> None:
+    print("Demo logins (password for all: %s):" % DEMO_PASSWORD)
+    for email, _name, role in DEMO_USERS:
+        print(f"  {role:<14} {email}")
+
+
+def _cmd_seed_demo(_args: argparse.Namespace, settings: Settings) -> int:
+    if settings.is_production:
+        print("error: seed-demo refuses to run when PEERPITCH_ENV=production", file=sys.stderr)
+        return 2
+    created = asyncio.run(_seed_demo(settings))
+    print("Seeded the Demo organization." if created else "The Demo organization exists.")
+    print_demo_logins()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peerpitch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+
+    serve = sub.add_parser("serve", help="serve the API with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="API processes")
+
+    org = sub.add_parser("create-org", help="create an organization and its first admin")
+    org.add_argument("--name", required=True)
+    org.add_argument("--admin-email", required=True)
+    org.add_argument("--admin-password", required=True)
+
+    sub.add_parser("seed-demo", help="create the Demo org with one user per role")
+    return parser
+
+
+COMMANDS = {
+    "migrate": _cmd_migrate,
+    "serve": _cmd_serve,
+    "create-org": _cmd_create_org,
+    "seed-demo": _cmd_seed_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        return COMMANDS[args.command](args, settings)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

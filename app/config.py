@@ -1,0 +1,106 @@
+"""Settings, read from the environment with the PEERPITCH_ prefix."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Where development state (SQLite file, generated secret, media) lives by default.
+VAR_DIR = Path("var")
+
+
+class ConfigError(RuntimeError):
+    """Settings that cannot work; startup stops with this message."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PEERPITCH_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./var/peerpitch.db"
+    # Empty in development means "generate once and keep in var/secret_key".
+    secret_key: str = ""
+    access_token_ttl_s: int = Field(default=900, ge=30)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    log_format: Literal["json", "console"] = "console"
+    log_level: str = "INFO"
+    # Comma-separated origins; empty means the environment's default (see allowed_origin_regex).
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_failure_window_s: int = Field(default=60, ge=1)
+
+    # Storage
+    storage: Literal["local", "s3"] = "local"
+    media_dir: Path = VAR_DIR / "media"
+    s3_bucket: str = "peerpitch"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # Uploads
+    max_upload_bytes: int = Field(default=8 * 1024**3, ge=1)
+    upload_part_size: int = Field(default=16 * 1024**2, ge=1)
+    upload_url_ttl_s: int = Field(default=3600, ge=10)
+    upload_ttl_s: int = Field(default=48 * 3600, ge=60)
+
+    # Jobs and workers
+    embedded_worker: bool | None = None
+    worker_concurrency: int = Field(default=2, ge=1)
+    job_lease_s: int = Field(default=60, ge=2)
+    job_heartbeat_s: int = Field(default=15, ge=1)
+    job_poll_interval_s: float = Field(default=2.0, gt=0)
+    sweep_interval_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_origins(cls, data: object) -> object:
+        if isinstance(data, dict):
+            raw = data.get("cors_origins")
+            if isinstance(raw, str):
+                data["cors_origins"] = [o.strip() for o in raw.split(",") if o.strip()]
+        return data
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def run_embedded_worker(self) -> bool:
+        if self.embedded_worker is None:
+            return not self.is_production
+        return self.embedded_worker
+
+    @property
+    def allowed_origin_regex(self) -> str | None:
+        """Development allows any localhost port unless origins are configured explicitly."""
+        if self.cors_origins or self.is_production:
+            return None
+        return r"^http://(localhost|127\.0\.0\.1)(:\d+)?$"
+
+    def resolved_secret_key(self) -> str:
+        if self.secret_key:
+            return self.secret_key
+        if self.is_production:
+            raise ConfigError(
+                "PEERPITCH_SECRET_KEY is required when PEERPITCH_ENV=production "
+                "(use a long random value, e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'`)"
+            )
+        path = VAR_DIR / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

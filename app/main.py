@@ -1,0 +1,71 @@
+"""Application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+import app.models  # noqa: F401  (every table in the metadata before the first query)
+from app.auth.router import router as auth_router
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.errors import install_error_handlers
+from app.ops.middleware import Metrics, RequestContextMiddleware
+from app.ops.router import router as ops_router
+from app.stages.router import router as stages_router
+from app.users.router import router as users_router
+
+log = logging.getLogger("peerpitch")
+
+API_DESCRIPTION = """\
+The open backend for peer video learning in sales teams.
+
+Every error answers with one envelope: `{"error": {"code", "message", "details"}}`.
+Lists are cursor-paginated: `?limit=&cursor=` → `{"items": [...], "next_cursor": ...}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.secret_key = settings.resolved_secret_key()
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="peerpitch",
+        version="1.0.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.metrics = Metrics()
+
+    install_error_handlers(app)
+    for router in (ops_router, auth_router, users_router, stages_router):
+        app.include_router(router)
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_origin_regex=settings.allowed_origin_regex,
+        allow_credentials=False,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["ETag", "X-Request-ID", "Location", "Content-Range", "Accept-Ranges"],
+        max_age=600,
+    )
+    # Outermost, so the request id and metrics cover CORS answers and errors alike.
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    return app

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, IdMixin, TimestampMixin
+
+
+class Stage(IdMixin, TimestampMixin, Base):
+    __tablename__ = "stages"
+    __table_args__ = (UniqueConstraint("org_id", "key"),)
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    position: Mapped[int] = mapped_column(default=0)
+
+    skills: Mapped[list[Skill]] = relationship(
+        back_populates="stage",
+        lazy="raise",
+        cascade="all, delete-orphan",
+        order_by="Skill.position",
+    )
+
+
+class Skill(IdMixin, Base):
+    __tablename__ = "skills"
+    __table_args__ = (UniqueConstraint("stage_id", "key"),)
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stages.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(default=0)
+
+    stage: Mapped[Stage] = relationship(back_populates="skills", lazy="raise")

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.errors import Conflict, NotFound
+from app.stages.defaults import DEFAULT_STAGES
+from app.stages.models import Skill, Stage
+from app.stages.schemas import SkillIn, StageCreate, StageUpdate
+from app.tenancy import Principal, org_select
+
+
+def seed_default_stages(session: AsyncSession, org_id: uuid.UUID) -> None:
+    for position, spec in enumerate(DEFAULT_STAGES):
+        stage = Stage(
+            org_id=org_id,
+            key=str(spec["key"]),
+            name=str(spec["name"]),
+            description=str(spec["description"]),
+            position=position,
+        )
+        skills = spec["skills"]
+        assert isinstance(skills, list)
+        stage.skills = [
+            Skill(org_id=org_id, key=key, name=name, position=i)
+            for i, (key, name) in enumerate(skills)
+        ]
+        session.add(stage)
+
+
+def _with_skills(principal: Principal):  # type: ignore[no-untyped-def]
+    return org_select(Stage, principal).options(selectinload(Stage.skills))
+
+
+async def list_stages(session: AsyncSession, principal: Principal) -> list[Stage]:
+    stmt = _with_skills(principal).order_by(Stage.position, Stage.key)
+    return list((await session.scalars(stmt)).all())
+
+
+async def get_stage(session: AsyncSession, principal: Principal, key: str) -> Stage:
+    stage = (await session.scalars(_with_skills(principal).where(Stage.key == key))).one_or_none()
+    if stage is None:
+        raise NotFound("Stage not found.")
+    return stage
+
+
+def _replace_skills(stage: Stage, skills: list[SkillIn]) -> None:
+    existing = {s.key: s for s in stage.skills}
+    kept: list[Skill] = []
+    for position, spec in enumerate(skills):
+        skill = existing.get(spec.key) or Skill(org_id=stage.org_id, key=spec.key)
+        skill.name = spec.name
+        skill.position = position
+        kept.append(skill)
+    stage.skills = kept
+
+
+async def create_stage(session: AsyncSession, principal: Principal, data: StageCreate) -> Stage:
+    clash = await session.scalar(
+        select(Stage.id).where(Stage.org_id == principal.org_id, Stage.key == data.key)
+    )
+    if clash is not None:
+        raise Conflict(f"A stage with key {data.key!r} already exists.", code="stage_exists")
+    position = data.position
+    if position is None:
+        last = await session.scalar(
+            select(func.max(Stage.position)).where(Stage.org_id == principal.org_id)
+        )
+        position = 0 if last is None else last + 1
+    stage = Stage(
+        org_id=principal.org_id,
+        key=data.key,
+        name=data.name,
+        description=data.description,
+        position=position,
+    )
+    stage.skills = []
+    _replace_skills(stage, data.skills)
+    session.add(stage)
+    await session.flush()
+    return stage
+
+
+async def update_stage(
+    session: AsyncSession, principal: Principal, key: str, data: StageUpdate
+) -> Stage:
+    stage = await get_stage(session, principal, key)
+    if data.name is not None:
+        stage.name = data.name
+    if data.description is not None:
+        stage.description = data.description
+    if data.position is not None:
+        stage.position = data.position
+    if data.skills is not None:
+        _replace_skills(stage, data.skills)
+    await session.flush()
+    return stage

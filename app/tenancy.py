@@ -1,0 +1,71 @@
+"""Tenant scoping in one place: every read of org data goes through these helpers."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped
+
+from app.errors import NotFound
+from app.users.models import Role, User
+
+
+class OrgOwned(Protocol):
+    id: Mapped[uuid.UUID]
+    org_id: Mapped[uuid.UUID]
+
+
+T = TypeVar("T", bound=OrgOwned)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller."""
+
+    user: User
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.user.id
+
+    @property
+    def org_id(self) -> uuid.UUID:
+        return self.user.org_id
+
+    @property
+    def role(self) -> Role:
+        return self.user.role
+
+    def has_role(self, *roles: Role) -> bool:
+        return self.user.role in roles
+
+
+def org_select(model: type[T], principal: Principal) -> Select[tuple[T]]:
+    """``SELECT model`` restricted to the caller's organization."""
+    return select(model).where(model.org_id == principal.org_id)  # type: ignore[arg-type]
+
+
+async def get_in_org(
+    session: AsyncSession,
+    model: type[T],
+    principal: Principal,
+    obj_id: uuid.UUID,
+    *,
+    options: tuple[Any, ...] = (),
+) -> T:
+    """Load one row of the caller's org by id; another org's row is simply not found."""
+    stmt = org_select(model, principal).where(model.id == obj_id)  # type: ignore[arg-type]
+    if options:
+        stmt = stmt.options(*options)
+    obj = (await session.scalars(stmt)).one_or_none()
+    if obj is None:
+        raise NotFound(f"{_label(model)} not found.")
+    return obj
+
+
+def _label(model: type[Any]) -> str:
+    return str(getattr(model, "__label__", model.__name__))

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.security import hash_password
+from app.auth.service import revoke_user_tokens
+from app.errors import Conflict
+from app.pagination import PageParams, SortKey, paginate
+from app.tenancy import Principal, get_in_org, org_select
+from app.users.models import Role, User
+from app.users.schemas import UserCreate, UserUpdate
+
+
+async def email_taken(session: AsyncSession, email: str) -> bool:
+    found = await session.scalar(select(User.id).where(User.email == email.strip().lower()))
+    return found is not None
+
+
+async def add_user(
+    session: AsyncSession, *, org_id: uuid.UUID, email: str, name: str, role: Role, password: str
+) -> User:
+    """Create a user in ``org_id``; emails are unique across all organizations."""
+    email = email.strip().lower()
+    if await email_taken(session, email):
+        raise Conflict("A user with this email already exists.", code="email_taken")
+    user = User(
+        org_id=org_id,
+        email=email,
+        name=name.strip(),
+        role=role,
+        password_hash=await hash_password(password),
+    )
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def create_user(session: AsyncSession, principal: Principal, data: UserCreate) -> User:
+    return await add_user(
+        session,
+        org_id=principal.org_id,
+        email=str(data.email),
+        name=data.name,
+        role=data.role,
+        password=data.password,
+    )
+
+
+async def list_users(
+    session: AsyncSession, principal: Principal, params: PageParams
+) -> tuple[list[User], str | None]:
+    return await paginate(session, org_select(User, principal), [SortKey(User.id)], params)
+
+
+async def get_user(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> User:
+    return await get_in_org(session, User, principal, user_id)
+
+
+async def update_user(
+    session: AsyncSession, principal: Principal, user_id: uuid.UUID, data: UserUpdate
+) -> User:
+    user = await get_in_org(session, User, principal, user_id)
+    losing_admin = user.role == Role.admin and (
+        (data.role is not None and data.role != Role.admin) or data.is_active is False
+    )
+    if losing_admin:
+        admins = await session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.org_id == user.org_id, User.role == Role.admin, User.is_active.is_(True))
+        )
+        if (admins or 0) <= 1:
+            raise Conflict("An organization must keep at least one admin.", code="last_admin")
+    if data.name is not None:
+        user.name = data.name.strip()
+    if data.role is not None:
+        user.role = data.role
+    if data.is_active is not None:
+        user.is_active = data.is_active
+    if data.password is not None:
+        user.password_hash = await hash_password(data.password)
+    if data.password is not None or data.is_active is False:
+        await revoke_user_tokens(session, user.id)
+    await session.flush()
+    return user
