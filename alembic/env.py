@@ -7,9 +7,9 @@ from logging.config import fileConfig
 from pathlib import Path
 from typing import Any
 
-from alembic import context
 from sqlalchemy.engine import Connection
 
+from alembic import context
 from app.config import get_settings
 from app.db import UTCDateTime, is_sqlite, make_engine
 from app.models import Base

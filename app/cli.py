@@ -81,10 +81,11 @@ def _cmd_create_org(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _seed_demo(settings: Settings) -> bool:
+async def _seed_demo(settings: Settings, *, only_if_empty: bool) -> bool:
     from sqlalchemy import select
 
     from app.db import make_engine, make_sessionmaker
+    from app.orgs.models import Organization
     from app.orgs.service import create_org
     from app.users.models import Role, User
     from app.users.service import add_user
@@ -92,6 +93,8 @@ async def _seed_demo(settings: Settings) -> bool:
     engine = make_engine(settings.database_url)
     try:
         async with make_sessionmaker(engine).begin() as session:
+            if only_if_empty and await session.scalar(select(Organization.id).limit(1)):
+                return False
             if await session.scalar(select(User.id).where(User.email == DEMO_USERS[0][0])):
                 return False
             admin_email, admin_name, _ = DEMO_USERS[0]
@@ -117,17 +120,21 @@ async def _seed_demo(settings: Settings) -> bool:
 
 
 def print_demo_logins() -> None:
-    print("Demo logins (password for all: %s):" % DEMO_PASSWORD)
+    print(f"Demo logins (password for all: {DEMO_PASSWORD}):")
     for email, _name, role in DEMO_USERS:
         print(f"  {role:<14} {email}")
 
 
-def _cmd_seed_demo(_args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
     if settings.is_production:
         print("error: seed-demo refuses to run when PEERPITCH_ENV=production", file=sys.stderr)
         return 2
-    created = asyncio.run(_seed_demo(settings))
-    print("Seeded the Demo organization." if created else "The Demo organization exists.")
+    created = asyncio.run(_seed_demo(settings, only_if_empty=args.if_empty))
+    if not created and args.if_empty:
+        print("The database already has organizations; not seeding the Demo org.")
+        print("(If it holds the Demo org, these logins work:)")
+    else:
+        print("Seeded the Demo organization." if created else "The Demo organization exists.")
     print_demo_logins()
     return 0
 
@@ -148,7 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     org.add_argument("--admin-email", required=True)
     org.add_argument("--admin-password", required=True)
 
-    sub.add_parser("seed-demo", help="create the Demo org with one user per role")
+    demo = sub.add_parser("seed-demo", help="create the Demo org with one user per role")
+    demo.add_argument(
+        "--if-empty", action="store_true", help="only when the database has no organization yet"
+    )
     return parser
 
 

@@ -101,7 +101,7 @@ def _after(keys: Sequence[SortKey], values: Sequence[Any]) -> Any:
 
 async def paginate(
     session: AsyncSession,
-    stmt: Select[tuple[M]],
+    stmt: Select[M],
     keys: Sequence[SortKey],
     params: PageParams,
 ) -> tuple[list[M], str | None]:

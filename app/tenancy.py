@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped
 
+from app.db import TenantMixin
 from app.errors import NotFound
 from app.users.models import Role, User
 
-
-class OrgOwned(Protocol):
-    id: Mapped[uuid.UUID]
-    org_id: Mapped[uuid.UUID]
-
-
-T = TypeVar("T", bound=OrgOwned)
+T = TypeVar("T", bound=TenantMixin)
 
 
 @dataclass(frozen=True)
@@ -44,9 +38,9 @@ class Principal:
         return self.user.role in roles
 
 
-def org_select(model: type[T], principal: Principal) -> Select[tuple[T]]:
+def org_select(model: type[T], principal: Principal) -> Select[T]:
     """``SELECT model`` restricted to the caller's organization."""
-    return select(model).where(model.org_id == principal.org_id)  # type: ignore[arg-type]
+    return select(model).where(model.org_id == principal.org_id)
 
 
 async def get_in_org(
@@ -58,7 +52,7 @@ async def get_in_org(
     options: tuple[Any, ...] = (),
 ) -> T:
     """Load one row of the caller's org by id; another org's row is simply not found."""
-    stmt = org_select(model, principal).where(model.id == obj_id)  # type: ignore[arg-type]
+    stmt = org_select(model, principal).where(model.id == obj_id)
     if options:
         stmt = stmt.options(*options)
     obj = (await session.scalars(stmt)).one_or_none()

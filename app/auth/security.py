@@ -42,7 +42,7 @@ class AccessClaims:
 
 
 class InvalidToken(Exception):
-    pass
+    """The access token is malformed, forged, expired or of the wrong type."""
 
 
 def issue_access_token(

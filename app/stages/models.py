@@ -5,16 +5,13 @@ import uuid
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, IdMixin, TimestampMixin
+from app.db import Base, TenantMixin, TimestampMixin
 
 
-class Stage(IdMixin, TimestampMixin, Base):
+class Stage(TenantMixin, TimestampMixin, Base):
     __tablename__ = "stages"
     __table_args__ = (UniqueConstraint("org_id", "key"),)
 
-    org_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
-    )
     key: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -28,13 +25,10 @@ class Stage(IdMixin, TimestampMixin, Base):
     )
 
 
-class Skill(IdMixin, Base):
+class Skill(TenantMixin, Base):
     __tablename__ = "skills"
     __table_args__ = (UniqueConstraint("stage_id", "key"),)
 
-    org_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
-    )
     stage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stages.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))

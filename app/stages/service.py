@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -31,7 +31,7 @@ def seed_default_stages(session: AsyncSession, org_id: uuid.UUID) -> None:
         session.add(stage)
 
 
-def _with_skills(principal: Principal):  # type: ignore[no-untyped-def]
+def _with_skills(principal: Principal) -> Select[Stage]:
     return org_select(Stage, principal).options(selectinload(Stage.skills))
 
 

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import enum
-import uuid
 
-from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy import Enum, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, IdMixin, TimestampMixin
+from app.db import Base, TenantMixin, TimestampMixin
 
 
 class Role(enum.StrEnum):
@@ -16,12 +15,9 @@ class Role(enum.StrEnum):
     admin = "admin"
 
 
-class User(IdMixin, TimestampMixin, Base):
+class User(TenantMixin, TimestampMixin, Base):
     __tablename__ = "users"
 
-    org_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
-    )
     # Stored lower-cased: login is by email alone, so it is unique across all orgs.
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200))

@@ -1,0 +1,64 @@
+# The two commands: `make run` and `make test`. Everything else they need is installed here.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint fmt pytest migrate openapi deps ffmpeg worker bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+deps: $(STAMP) ffmpeg
+
+# Debian's ffmpeg provides both ffmpeg and ffprobe.
+ffmpeg:
+	@if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then \
+		echo "installing ffmpeg (Debian package)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends ffmpeg; \
+	fi
+
+migrate: deps
+	$(BIN)/peerpitch migrate
+
+run: migrate
+	$(BIN)/peerpitch seed-demo --if-empty
+	@echo "peerpitch is serving on http://$(HOST):$(PORT) (API docs: http://$(HOST):$(PORT)/docs)"
+	$(BIN)/peerpitch serve --host $(HOST) --port $(PORT)
+
+worker: migrate
+	$(BIN)/peerpitch worker
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: deps
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+pytest: deps
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -q
+
+test: lint pytest
+
+openapi: deps
+	$(BIN)/python -m app.openapi_export > openapi/openapi.json
+
+bench: deps
+	$(BIN)/python bench/upload.py
+	$(BIN)/python bench/queue.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

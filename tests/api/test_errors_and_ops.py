@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+def _envelope(r: httpx.Response) -> dict[str, Any]:
+    body = r.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    return body["error"]  # type: ignore[no-any-return]
+
+
+async def test_malformed_json_is_422_envelope(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/v1/auth/token", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 422
+    assert _envelope(r)["code"] == "validation_error"
+
+
+async def test_missing_field_is_422_envelope(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/auth/token", json={"email": "a@b.com"})
+    assert r.status_code == 422
+    err = _envelope(r)
+    assert any(d["loc"][-1] == "password" for d in err["details"])
+
+
+async def test_unknown_route_and_wrong_method(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/nothing-here")
+    assert r.status_code == 404
+    assert _envelope(r)["code"] == "not_found"
+    r = await client.delete("/v1/auth/token")
+    assert r.status_code == 405
+    assert _envelope(r)["code"] == "method_not_allowed"
+
+
+async def test_unexpected_error_is_500_without_traceback(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    r = await client.get("/boom")
+    assert r.status_code == 500
+    err = _envelope(r)
+    assert err["code"] == "internal_error"
+    assert "secret internals" not in r.text and "Traceback" not in r.text
+
+
+async def test_health_ready_metrics(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    r = await client.get("/readyz")
+    assert r.status_code == 200
+    assert r.json()["checks"]["database"] == "ok"
+    await client.get("/v1/me")
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    assert 'peerpitch_http_requests_total{method="GET",route="/v1/me",status="401"}' in r.text
+    assert "peerpitch_http_request_duration_seconds_bucket" in r.text
+
+
+async def test_readyz_reports_database_down(make_settings: Any) -> None:
+    from app.main import create_app
+
+    broken = create_app(make_settings(database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none"))
+    transport = httpx.ASGITransport(app=broken, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        r = await c.get("/readyz")
+    assert r.status_code == 503
+    err = _envelope(r)
+    assert err["code"] == "not_ready"
+    assert err["details"]["database"].startswith("error")
+
+
+async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> None:
+    r = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    r = await client.get("/healthz")
+    assert len(r.headers["x-request-id"]) == 32
+
+
+async def test_cors_allows_localhost_in_development(client: httpx.AsyncClient) -> None:
+    r = await client.options(
+        "/v1/me",
+        headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "GET"},
+    )
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "http://localhost:5173"
+    r = await client.options(
+        "/v1/me",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert "access-control-allow-origin" not in r.headers
+    r = await client.get("/healthz", headers={"Origin": "http://127.0.0.1:3000"})
+    assert "X-Request-ID" in r.headers["access-control-expose-headers"]

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.conftest import PASSWORD
+
+
+async def test_admin_creates_lists_and_updates_users(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    r = await client.post(
+        "/v1/users",
+        json={
+            "email": "New.Rep@Example.com",
+            "name": "New Rep",
+            "role": "rep",
+            "password": PASSWORD,
+        },
+        headers=org.admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    user = r.json()
+    assert user["email"] == "new.rep@example.com"
+    assert user["org_id"] == org.org_id
+    assert "password" not in user and "password_hash" not in user
+
+    r = await client.patch(
+        f"/v1/users/{user['id']}",
+        json={"role": "top_performer", "name": "Star"},
+        headers=org.admin.headers,
+    )
+    assert r.status_code == 200
+    assert r.json()["role"] == "top_performer"
+    assert r.json()["name"] == "Star"
+
+    r = await client.get("/v1/users", headers=org.admin.headers)
+    assert r.status_code == 200
+    ids = [u["id"] for u in r.json()["items"]]
+    assert set(ids) == {org.admin.id, user["id"]}
+
+
+async def test_duplicate_email_is_409(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    other = await make_org("Other")
+    body = {"email": other.admin.email.upper(), "name": "x", "role": "rep", "password": PASSWORD}
+    r = await client.post("/v1/users", json=body, headers=org.admin.headers)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "email_taken"
+
+
+async def test_non_admins_cannot_manage_users(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    for role in ("rep", "top_performer", "coach"):
+        actor = await org.add_user(role)
+        r = await client.post(
+            "/v1/users",
+            json={
+                "email": f"x-{role}@example.com",
+                "name": "x",
+                "role": "rep",
+                "password": PASSWORD,
+            },
+            headers=actor.headers,
+        )
+        assert r.status_code == 403, role
+        assert r.json()["error"]["code"] == "forbidden"
+        assert (await client.get("/v1/users", headers=actor.headers)).status_code == 403
+
+
+async def test_other_org_ids_are_404_and_lists_are_scoped(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
+    a = await make_org("A")
+    b = await make_org("B")
+    rep_a = await a.add_user("rep")
+
+    for path in (f"/v1/users/{rep_a.id}", f"/v1/users/{a.admin.id}"):
+        r = await client.get(path, headers=b.admin.headers)
+        assert r.status_code == 404
+        assert r.json()["error"]["code"] == "not_found"
+        r = await client.patch(path, json={"name": "pwned"}, headers=b.admin.headers)
+        assert r.status_code == 404
+
+    r = await client.get("/v1/users", headers=b.admin.headers)
+    assert [u["id"] for u in r.json()["items"]] == [b.admin.id]
+    # Unchanged in org A.
+    r = await client.get(f"/v1/users/{rep_a.id}", headers=a.admin.headers)
+    assert r.json()["name"] == "rep"
+
+
+async def test_unknown_user_is_404(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    r = await client.get(f"/v1/users/{uuid.uuid4()}", headers=org.admin.headers)
+    assert r.status_code == 404
+
+
+async def test_last_admin_cannot_be_demoted(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    r = await client.patch(
+        f"/v1/users/{org.admin.id}", json={"role": "rep"}, headers=org.admin.headers
+    )
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "last_admin"
+
+
+async def test_users_are_cursor_paginated(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    created = {org.admin.id}
+    for i in range(4):
+        r = await client.post(
+            "/v1/users",
+            json={
+                "email": f"p{i}-{uuid.uuid4().hex[:6]}@example.com",
+                "name": f"u{i}",
+                "role": "rep",
+                "password": PASSWORD,
+            },
+            headers=org.admin.headers,
+        )
+        created.add(r.json()["id"])
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        r = await client.get("/v1/users", params=params, headers=org.admin.headers)
+        assert r.status_code == 200
+        page = r.json()
+        assert len(page["items"]) <= 2
+        seen += [u["id"] for u in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert pages == 3
+    assert len(seen) == len(set(seen)) == 5
+    assert set(seen) == created
+
+    for bad in ({"limit": 0}, {"limit": 101}, {"cursor": "%%%not-base64"}):
+        r = await client.get("/v1/users", params=bad, headers=org.admin.headers)
+        assert r.status_code == 422, bad
+        assert "error" in r.json()

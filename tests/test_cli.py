@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "PEERPITCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+        "PEERPITCH_SECRET_KEY": "cli-test-secret",
+    }
+
+
+def test_migrate_create_org_and_seed_demo(sqlite_env: dict[str, str], tmp_path: Path) -> None:
+    assert _run(["migrate"], sqlite_env, tmp_path).returncode == 0
+    r = _run(
+        [
+            "create-org",
+            "--name",
+            "Acme",
+            "--admin-email",
+            "boss@acme.com",
+            "--admin-password",
+            "longenough",
+        ],
+        sqlite_env,
+        tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out) == {"org_id", "admin_id"}
+
+    again = _run(
+        [
+            "create-org",
+            "--name",
+            "Acme2",
+            "--admin-email",
+            "BOSS@acme.com",
+            "--admin-password",
+            "longenough",
+        ],
+        sqlite_env,
+        tmp_path,
+    )
+    assert again.returncode != 0
+    assert "already exists" in again.stderr
+
+    # --if-empty does nothing once an org exists; plain seed-demo creates the Demo org once.
+    r = _run(["seed-demo", "--if-empty"], sqlite_env, tmp_path)
+    assert r.returncode == 0 and "not seeding" in r.stdout
+    r = _run(["seed-demo"], sqlite_env, tmp_path)
+    assert r.returncode == 0 and "Seeded" in r.stdout and "rep@demo.peerpitch.dev" in r.stdout
+    r = _run(["seed-demo"], sqlite_env, tmp_path)
+    assert r.returncode == 0 and "exists" in r.stdout
+
+
+def test_seed_demo_refuses_in_production(sqlite_env: dict[str, str], tmp_path: Path) -> None:
+    r = _run(["seed-demo"], {**sqlite_env, "PEERPITCH_ENV": "production"}, tmp_path)
+    assert r.returncode == 2
+    assert "production" in r.stderr
+
+
+def test_production_requires_secret_key(tmp_path: Path) -> None:
+    env = {"PEERPITCH_ENV": "production", "PEERPITCH_SECRET_KEY": ""}
+    r = _run(["serve", "--port", "1"], env, tmp_path)
+    assert r.returncode == 2
+    assert "PEERPITCH_SECRET_KEY is required" in r.stderr
