@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     s3_bucket: str = "peerpitch"
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
-    public_base_url: str = "http://127.0.0.1:8000"
+    # Base URL clients use to reach the API (signed local URLs); default: as requested.
+    public_base_url: str | None = None
 
     # Uploads
     max_upload_bytes: int = Field(default=8 * 1024**3, ge=1)

@@ -13,6 +13,7 @@ from app.auth.security import InvalidToken, decode_access_token
 from app.config import Settings
 from app.db import session_scope
 from app.errors import Forbidden, Unauthorized
+from app.storage.base import Storage
 from app.tenancy import Principal
 from app.users.models import Role, User
 
@@ -66,3 +67,17 @@ def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]
 
 
 AdminDep = Annotated[Principal, Depends(require_roles(Role.admin))]
+
+
+def get_storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+def public_base_url(request: Request) -> str:
+    """Where clients reach this API: configured, or as the request arrived."""
+    configured: str | None = request.app.state.settings.public_base_url
+    return configured or str(request.base_url)

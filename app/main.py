@@ -16,7 +16,11 @@ from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.ops.middleware import Metrics, RequestContextMiddleware
 from app.ops.router import router as ops_router
+from app.clips.router import router as clips_router
 from app.stages.router import router as stages_router
+from app.storage import build_storage
+from app.storage.media_router import router as media_router
+from app.uploads.router import router as uploads_router
 from app.users.router import router as users_router
 
 log = logging.getLogger("peerpitch")
@@ -51,9 +55,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.metrics = Metrics()
+    app.state.storage = build_storage(
+        settings, base_url=settings.public_base_url or "http://127.0.0.1:8000"
+    )
 
     install_error_handlers(app)
-    for router in (ops_router, auth_router, users_router, stages_router):
+    routers = (
+        ops_router,
+        auth_router,
+        users_router,
+        stages_router,
+        clips_router,
+        uploads_router,
+        media_router,
+    )
+    for router in routers:
         app.include_router(router)
 
     app.add_middleware(

@@ -3,8 +3,12 @@ PEERPITCH_TEST_DATABASE_URL is set), an app per test, and API helpers."""
 
 from __future__ import annotations
 
-import asyncio
 import os
+
+# moto reads this at import: lets S3 multipart tests use tiny parts instead of 5 MiB ones.
+os.environ.setdefault("S3_UPLOAD_PART_MIN_SIZE", "1024")
+
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, TenantMixin, TimestampMixin
+
+
+class ClipKind(enum.StrEnum):
+    pitch = "pitch"
+    exemplar = "exemplar"
+    feedback = "feedback"
+
+
+class Visibility(enum.StrEnum):
+    private = "private"
+    org = "org"
+
+
+class ClipStatus(enum.StrEnum):
+    awaiting_upload = "awaiting_upload"
+    processing = "processing"
+    viewable = "viewable"
+    ready = "ready"
+    failed = "failed"
+
+
+def _str_enum(cls: type[enum.StrEnum]) -> Enum:
+    return Enum(cls, native_enum=False, length=32, validate_strings=True)
+
+
+class Clip(TenantMixin, TimestampMixin, Base):
+    __tablename__ = "clips"
+    __label__ = "Clip"
+    __table_args__ = (
+        Index("ix_clips_org_created", "org_id", "created_at", "id"),
+        Index("ix_clips_org_stage", "org_id", "stage"),
+        Index("ix_clips_owner", "owner_id"),
+    )
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[ClipKind] = mapped_column(_str_enum(ClipKind))
+    # The stage's key: stable across renames of the stage's display name.
+    stage: Mapped[str] = mapped_column(String(64))
+    skills: Mapped[list[str]] = mapped_column(JSON, default=list)
+    visibility: Mapped[Visibility] = mapped_column(_str_enum(Visibility))
+    status: Mapped[ClipStatus] = mapped_column(_str_enum(ClipStatus))
+    progress: Mapped[float] = mapped_column(default=0.0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int | None]
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    is_exemplar: Mapped[bool] = mapped_column(default=False)
+
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(127))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    source_key: Mapped[str] = mapped_column(String(512))
+    deleted_at: Mapped[datetime | None]
+
+    @property
+    def media_prefix(self) -> str:
+        return clip_prefix(self.org_id, self.id)
+
+
+def clip_prefix(org_id: uuid.UUID, clip_id: uuid.UUID) -> str:
+    """Every object of a clip lives under this prefix, so purging is one prefix delete."""
+    return f"orgs/{org_id}/clips/{clip_id}/"

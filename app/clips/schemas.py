@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.clips.models import Clip, ClipKind, ClipStatus, Visibility
+
+SkillKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+class ClipError(BaseModel):
+    code: str
+    message: str
+
+
+class ClipOut(BaseModel):
+    id: uuid.UUID
+    org_id: uuid.UUID
+    owner_id: uuid.UUID
+    title: str
+    description: str
+    kind: ClipKind
+    stage: str
+    skills: list[str]
+    visibility: Visibility
+    status: ClipStatus
+    progress: float = Field(description="0..1 while processing.")
+    error: ClipError | None
+    duration_ms: int | None
+    width: int | None
+    height: int | None
+    is_exemplar: bool
+    filename: str
+    content_type: str
+    size_bytes: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, clip: Clip) -> ClipOut:
+        error = None
+        if clip.error_code:
+            error = ClipError(code=clip.error_code, message=clip.error_message or "")
+        return cls(
+            id=clip.id,
+            org_id=clip.org_id,
+            owner_id=clip.owner_id,
+            title=clip.title,
+            description=clip.description,
+            kind=clip.kind,
+            stage=clip.stage,
+            skills=list(clip.skills),
+            visibility=clip.visibility,
+            status=clip.status,
+            progress=clip.progress,
+            error=error,
+            duration_ms=clip.duration_ms,
+            width=clip.width,
+            height=clip.height,
+            is_exemplar=clip.is_exemplar,
+            filename=clip.filename,
+            content_type=clip.content_type,
+            size_bytes=clip.size_bytes,
+            created_at=clip.created_at,
+            updated_at=clip.updated_at,
+        )
+
+
+def _unique(skills: list[str] | None) -> list[str] | None:
+    if skills is not None and len(skills) != len(set(skills)):
+        raise ValueError("skills must not repeat")
+    return skills
+
+
+class ClipCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=5000)
+    kind: ClipKind
+    stage: str = Field(min_length=1, max_length=64)
+    skills: list[SkillKey] = Field(default_factory=list, max_length=20)
+    visibility: Visibility = Visibility.org
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(min_length=1, max_length=127, pattern=r"^video/[A-Za-z0-9.+-]+$")
+    size_bytes: int = Field(ge=1)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+
+    _check_skills = field_validator("skills")(_unique)
+
+
+class ClipUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    stage: str | None = Field(default=None, min_length=1, max_length=64)
+    skills: list[SkillKey] | None = Field(default=None, max_length=20)
+    visibility: Visibility | None = None
+
+    _check_skills = field_validator("skills")(_unique)
+
+
+class UploadSummary(BaseModel):
+    id: uuid.UUID
+    part_size: int
+    part_count: int
+    expires_at: datetime
+
+
+class ClipCreated(BaseModel):
+    clip: ClipOut
+    upload: UploadSummary

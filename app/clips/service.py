@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.clips.access import ensure_can_edit, visible_to
+from app.clips.models import Clip, ClipKind, ClipStatus, clip_prefix
+from app.clips.schemas import ClipCreate, ClipUpdate
+from app.config import Settings
+from app.db import utcnow, uuid7
+from app.errors import NotFound, Unprocessable
+from app.jobs.service import enqueue
+from app.pagination import PageParams, SortKey, paginate
+from app.stages.models import Skill, Stage
+from app.storage.base import Storage
+from app.tenancy import Principal, org_select
+from app.uploads.models import Upload
+from app.uploads.service import start_upload
+
+
+async def validate_taxonomy(
+    session: AsyncSession, principal: Principal, stage_key: str, skills: list[str]
+) -> None:
+    """The stage must exist in the caller's org and every skill must belong to it."""
+    stage_id = await session.scalar(
+        select(Stage.id).where(Stage.org_id == principal.org_id, Stage.key == stage_key)
+    )
+    if stage_id is None:
+        raise Unprocessable(
+            f"Unknown stage {stage_key!r}.",
+            code="unknown_stage",
+            details=[{"loc": ["body", "stage"], "msg": "not a stage of this organization"}],
+        )
+    if skills:
+        known = set(
+            (await session.scalars(select(Skill.key).where(Skill.stage_id == stage_id))).all()
+        )
+        unknown = [s for s in skills if s not in known]
+        if unknown:
+            raise Unprocessable(
+                f"Skills not in stage {stage_key!r}: {', '.join(unknown)}.",
+                code="unknown_skill",
+                details=[{"loc": ["body", "skills"], "unknown": unknown}],
+            )
+
+
+@dataclass(frozen=True)
+class CreatedClip:
+    clip: Clip
+    upload: Upload
+
+
+async def create_clip(
+    session: AsyncSession,
+    storage: Storage,
+    settings: Settings,
+    principal: Principal,
+    data: ClipCreate,
+) -> CreatedClip:
+    await validate_taxonomy(session, principal, data.stage, data.skills)
+    clip_id = uuid7()
+    clip = Clip(
+        id=clip_id,
+        org_id=principal.org_id,
+        owner_id=principal.id,
+        title=data.title.strip(),
+        description=data.description,
+        kind=data.kind,
+        stage=data.stage,
+        skills=list(data.skills),
+        visibility=data.visibility,
+        status=ClipStatus.awaiting_upload,
+        filename=data.filename,
+        content_type=data.content_type,
+        size_bytes=data.size_bytes,
+        sha256=data.sha256.lower() if data.sha256 else None,
+        source_key=clip_prefix(principal.org_id, clip_id) + "source",
+    )
+    session.add(clip)
+    await session.flush()
+    upload = await start_upload(session, storage, settings, clip)
+    return CreatedClip(clip=clip, upload=upload)
+
+
+def _visible(principal: Principal) -> Select[Clip]:
+    return org_select(Clip, principal).where(visible_to(principal))
+
+
+async def get_clip(session: AsyncSession, principal: Principal, clip_id: uuid.UUID) -> Clip:
+    # Deleted, another org's, or private to someone else: all look like "not found".
+    clip = await session.scalar(_visible(principal).where(Clip.id == clip_id))
+    if clip is None:
+        raise NotFound("Clip not found.")
+    return clip
+
+
+@dataclass(frozen=True)
+class ClipFilters:
+    stage: str | None = None
+    kind: ClipKind | None = None
+    owner_id: uuid.UUID | None = None
+    status: ClipStatus | None = None
+    q: str | None = None
+
+
+async def list_clips(
+    session: AsyncSession, principal: Principal, filters: ClipFilters, page: PageParams
+) -> tuple[list[Clip], str | None]:
+    stmt = _visible(principal)
+    if filters.stage:
+        stmt = stmt.where(Clip.stage == filters.stage)
+    if filters.kind:
+        stmt = stmt.where(Clip.kind == filters.kind)
+    if filters.owner_id:
+        stmt = stmt.where(Clip.owner_id == filters.owner_id)
+    if filters.status:
+        stmt = stmt.where(Clip.status == filters.status)
+    if filters.q:
+        escaped = filters.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(Clip.title).like(pattern, escape="\\"),
+                func.lower(Clip.description).like(pattern, escape="\\"),
+            )
+        )
+    keys = [SortKey(Clip.created_at, descending=True), SortKey(Clip.id, descending=True)]
+    return await paginate(session, stmt, keys, page)
+
+
+async def update_clip(
+    session: AsyncSession, principal: Principal, clip_id: uuid.UUID, data: ClipUpdate
+) -> Clip:
+    clip = await get_clip(session, principal, clip_id)
+    ensure_can_edit(principal, clip)
+    if data.stage is not None or data.skills is not None:
+        stage = data.stage if data.stage is not None else clip.stage
+        skills = data.skills if data.skills is not None else list(clip.skills)
+        await validate_taxonomy(session, principal, stage, skills)
+        clip.stage = stage
+        clip.skills = list(skills)
+    if data.title is not None:
+        clip.title = data.title.strip()
+    if data.description is not None:
+        clip.description = data.description
+    if data.visibility is not None:
+        clip.visibility = data.visibility
+    clip.updated_at = utcnow()
+    await session.flush()
+    return clip
+
+
+async def delete_clip(session: AsyncSession, principal: Principal, clip_id: uuid.UUID) -> None:
+    """Soft delete now (every read filters on deleted_at); a job purges the media."""
+    clip = await get_clip(session, principal, clip_id)
+    ensure_can_edit(principal, clip)
+    clip.deleted_at = utcnow()
+    await enqueue(
+        session,
+        "purge_clip",
+        {"clip_id": str(clip.id), "org_id": str(clip.org_id)},
+        dedupe_key=f"purge_clip:{clip.id}",
+    )
+    await session.flush()

@@ -1,0 +1,594 @@
+"""Storage in a local folder; its "presigned" URLs are HMAC-signed URLs served by the API."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Literal
+from urllib.parse import quote, urlencode
+
+import anyio
+import anyio.to_thread
+
+from app.storage.base import (
+    CHUNK_SIZE,
+    MIN_PART_SIZE,
+    ChunkStream,
+    InvalidKey,
+    InvalidPart,
+    ObjectInfo,
+    ObjectNotFound,
+    PartTarget,
+    PartTooLarge,
+    StorageError,
+    StoredPart,
+    UploadNotFound,
+    check_range,
+    normalize_etag,
+    validate_completion,
+    validate_key,
+    validate_part_number,
+    validate_prefix,
+)
+
+MULTIPART_DIR = ".multipart"
+_MULTIPART_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
+_PART_FILE = re.compile(r"([0-9]{1,5})\.part")
+
+CONTENT_TYPES = {
+    "m3u8": "application/vnd.apple.mpegurl",
+    "m4s": "video/iso.segment",
+    "mp4": "video/mp4",
+    "m4a": "audio/mp4",
+    "mov": "video/quicktime",
+    "webm": "video/webm",
+    "ts": "video/mp2t",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "vtt": "text/vtt",
+    "json": "application/json",
+}
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+# Read once at import: os.umask can only be read by setting it, which races other threads.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def content_type_for(key: str) -> str:
+    """Content type from the key's extension (local files carry no metadata)."""
+    _, dot, ext = key.rpartition(".")
+    return CONTENT_TYPES.get(ext.lower(), DEFAULT_CONTENT_TYPE) if dot else DEFAULT_CONTENT_TYPE
+
+
+# --- signed media URLs -------------------------------------------------------------------
+
+
+def media_signature(
+    secret_key: str,
+    key: str,
+    exp: int,
+    *,
+    filename: str | None = None,
+    content_type: str | None = None,
+) -> str:
+    """HMAC-SHA256 hex of f"{key}\\n{exp}"; response overrides, when present, are signed too
+    so nobody can change the download name or type of a link."""
+    message = f"{key}\n{exp}"
+    if filename is not None or content_type is not None:
+        message += "\n" + json.dumps([filename, content_type])
+    return hmac.new(secret_key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def sign_media_url(
+    base_url: str,
+    secret_key: str,
+    key: str,
+    *,
+    ttl_s: int,
+    filename: str | None = None,
+    content_type: str | None = None,
+    now: float | None = None,
+) -> str:
+    """`{base_url}/v1/media/{key}?exp=<unix>&sig=<hex>` (+ `dl`, `ct` overrides)."""
+    validate_key(key)
+    exp = int(now if now is not None else time.time()) + ttl_s
+    query: dict[str, str | int] = {"exp": exp}
+    if filename is not None:
+        query["dl"] = filename
+    if content_type is not None:
+        query["ct"] = content_type
+    query["sig"] = media_signature(
+        secret_key, key, exp, filename=filename, content_type=content_type
+    )
+    return f"{base_url.rstrip('/')}/v1/media/{quote(key)}?{urlencode(query)}"
+
+
+def verify_media_signature(
+    secret_key: str,
+    key: str,
+    exp: int,
+    sig: str,
+    *,
+    filename: str | None = None,
+    content_type: str | None = None,
+    now: float | None = None,
+) -> bool:
+    """True when sig signs these values and exp has not passed."""
+    if exp < (now if now is not None else time.time()):
+        return False
+    expected = media_signature(secret_key, key, exp, filename=filename, content_type=content_type)
+    return hmac.compare_digest(expected, sig.lower())
+
+
+# --- the adapter -------------------------------------------------------------------------
+
+
+def _validate_multipart_id(multipart_id: str) -> str:
+    if not isinstance(multipart_id, str) or not _MULTIPART_ID.fullmatch(multipart_id):
+        raise InvalidKey("invalid multipart upload id")
+    return multipart_id
+
+
+def _md5_file(path: str) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK_SIZE):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _discard(f: IO[bytes], path: str) -> None:
+    f.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+class LocalStorage:
+    kind: Literal["local"] = "local"
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        secret_key: str,
+        public_base_url: str,
+        min_part_size: int = MIN_PART_SIZE,
+    ) -> None:
+        if not secret_key:
+            raise ValueError("the local storage needs a secret key to sign media URLs")
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = Path(os.path.realpath(root))
+        self._root = str(self.root)
+        self._secret_key = secret_key
+        self._public_base_url = public_base_url
+        self._min_part_size = min_part_size
+
+    # --- paths (call from worker threads: realpath touches the disk) ---
+
+    def _inside(self, path: str) -> str:
+        """The real path, refusing anything (a symlink, say) that leads outside the root."""
+        real = os.path.realpath(path)
+        if real != self._root and not real.startswith(self._root + os.sep):
+            raise InvalidKey("the key leads outside the storage root")
+        return real
+
+    def _path(self, key: str) -> str:
+        validate_key(key)
+        return self._inside(os.path.join(self._root, *key.split("/")))
+
+    def _upload_dir(self, multipart_id: str) -> str:
+        _validate_multipart_id(multipart_id)
+        return self._inside(os.path.join(self._root, MULTIPART_DIR, multipart_id))
+
+    def _prune(self, directory: str) -> None:
+        """Remove now-empty folders up to (not including) the root."""
+        while directory != self._root and directory.startswith(self._root + os.sep):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                return
+            directory = os.path.dirname(directory)
+
+    def _mkstemp(self, dest: str, *, make_dirs: bool = True) -> tuple[IO[bytes], str]:
+        """A temp file beside dest (same filesystem, so the final rename is atomic). Dot
+        names cannot collide with keys."""
+        parent, name = os.path.split(dest)
+        for _ in range(3):
+            if make_dirs:
+                os.makedirs(parent, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{name}.", suffix=".tmp")
+            except FileNotFoundError:  # a concurrent delete pruned the folder; retry
+                if not make_dirs:
+                    raise
+                continue
+            # mkstemp creates 0600; give the file the mode a plain open() would.
+            os.fchmod(fd, 0o666 & ~_UMASK)
+            return os.fdopen(fd, "wb"), tmp
+        raise StorageError(f"cannot create a file in {parent}")
+
+    @staticmethod
+    def _commit(f: IO[bytes], tmp: str, dest: str) -> os.stat_result:
+        f.flush()
+        os.fsync(f.fileno())
+        st = os.fstat(f.fileno())
+        f.close()
+        os.replace(tmp, dest)
+        return st
+
+    async def _write(
+        self,
+        dest: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int | None = None,
+        md5: bool = False,
+        make_dirs: bool = True,
+    ) -> tuple[int, str, os.stat_result]:
+        """Stream chunks to dest atomically in constant memory; (size, md5 hex, stat)."""
+        f, tmp = await anyio.to_thread.run_sync(
+            functools.partial(self._mkstemp, dest, make_dirs=make_dirs)
+        )
+        digest = hashlib.md5(usedforsecurity=False) if md5 else None
+        total = 0
+        done = False
+
+        def write(data: bytes | bytearray) -> None:
+            f.write(data)
+            if digest is not None:
+                digest.update(data)
+
+        try:
+            buffer = bytearray()
+            async for chunk in chunks:
+                total += len(chunk)
+                if max_bytes is not None and total > max_bytes:
+                    raise PartTooLarge(max_bytes)
+                buffer += chunk
+                # Batch small network chunks into ~1 MiB writes: fewer thread hops.
+                if len(buffer) >= CHUNK_SIZE:
+                    data, buffer = buffer, bytearray()
+                    await anyio.to_thread.run_sync(write, data)
+            if buffer:
+                await anyio.to_thread.run_sync(write, buffer)
+            st = await anyio.to_thread.run_sync(self._commit, f, tmp, dest)
+            done = True
+        finally:
+            if not done:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(_discard, f, tmp)
+        return total, digest.hexdigest() if digest is not None else "", st
+
+    # --- objects ---
+
+    async def check(self) -> None:
+        def run() -> None:
+            if not os.path.isdir(self._root) or not os.access(self._root, os.W_OK | os.X_OK):
+                raise StorageError(f"the media folder {self._root} is missing or not writable")
+
+        await anyio.to_thread.run_sync(run)
+
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], *, content_type: str | None = None
+    ) -> int:
+        # content_type is not stored: local files get theirs from the extension.
+        dest = await anyio.to_thread.run_sync(self._path, key)
+        try:
+            size, _, _ = await self._write(dest, chunks)
+        except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+            raise StorageError(f"cannot store {key!r}: {exc}") from exc
+        return size
+
+    async def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> None:
+        def run() -> None:
+            dest = self._path(key)
+            with open(path, "rb") as src:
+                f, tmp = self._mkstemp(dest)
+                try:
+                    shutil.copyfileobj(src, f, CHUNK_SIZE)
+                    self._commit(f, tmp, dest)
+                except BaseException:
+                    _discard(f, tmp)
+                    raise
+
+        await anyio.to_thread.run_sync(run)
+
+    async def download_to(self, key: str, path: Path) -> None:
+        def run() -> None:
+            try:
+                src = open(self._path(key), "rb")  # noqa: SIM115 - closed by the with below
+            except (FileNotFoundError, IsADirectoryError) as exc:
+                raise ObjectNotFound(key) from exc
+            with src, open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK_SIZE)
+
+        await anyio.to_thread.run_sync(run)
+
+    def _stat(self, key: str) -> ObjectInfo | None:
+        try:
+            st = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return ObjectInfo(
+            size=st.st_size,
+            # Changes whenever the file is replaced (atomic rename gives a new mtime).
+            etag=f"{st.st_size:x}-{st.st_mtime_ns:x}",
+            content_type=content_type_for(key),
+            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+        )
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        return await anyio.to_thread.run_sync(self._stat, key)
+
+    async def open_range(
+        self, key: str, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        def run() -> ChunkStream:
+            try:
+                f = open(self._path(key), "rb")  # noqa: SIM115 - ChunkStream closes it
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+                raise ObjectNotFound(key) from exc
+            try:
+                size = os.fstat(f.fileno()).st_size
+                span = check_range(size, start, end)
+                if span is None:
+                    return ChunkStream(f.read, f.close, length=size)
+                f.seek(span[0])
+                return ChunkStream(f.read, f.close, length=span[1] - span[0] + 1)
+            except BaseException:
+                f.close()
+                raise
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def delete(self, key: str) -> None:
+        def run() -> None:
+            path = self._path(key)
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return
+            self._prune(os.path.dirname(path))
+
+        await anyio.to_thread.run_sync(run)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        validate_prefix(prefix)
+
+        def run() -> int:
+            # Walk the deepest folder the prefix names, then match keys as strings, as S3 does
+            # ("a/b" matches "a/b/c" and "a/bc").
+            folder = prefix.rpartition("/")[0]
+            base = self._root
+            if folder:
+                base = self._inside(os.path.join(self._root, *folder.split("/")))
+            count = 0
+            emptied: list[str] = []
+            for dirpath, dirnames, filenames in os.walk(base):
+                # .multipart and temp names are not objects.
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
+                rel_dir = "" if rel_dir == "." else rel_dir + "/"
+                for name in filenames:
+                    if name.startswith(".") or not (rel_dir + name).startswith(prefix):
+                        continue
+                    try:
+                        os.unlink(os.path.join(dirpath, name))
+                        count += 1
+                    except FileNotFoundError:
+                        pass
+                if rel_dir.startswith(prefix):
+                    emptied.append(dirpath)
+            for dirpath in reversed(emptied):  # deepest first
+                # OSError: it still holds a concurrent write's temp file.
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+            self._prune(base)
+            return count
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def presign_get(
+        self,
+        key: str,
+        *,
+        ttl_s: int,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        return sign_media_url(
+            self._public_base_url,
+            self._secret_key,
+            key,
+            ttl_s=ttl_s,
+            filename=filename,
+            content_type=content_type,
+        )
+
+    async def sha256(self, key: str) -> str:
+        def run() -> str:
+            digest = hashlib.sha256()
+            try:
+                f = open(self._path(key), "rb")  # noqa: SIM115 - closed by the with below
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+                raise ObjectNotFound(key) from exc
+            with f:
+                while block := f.read(CHUNK_SIZE):
+                    digest.update(block)
+            return digest.hexdigest()
+
+        return await anyio.to_thread.run_sync(run)
+
+    # --- multipart: <root>/.multipart/<id>/{meta.json, <n>.part, <n>.etag} ---
+
+    def _open_upload(self, key: str, multipart_id: str) -> str:
+        """The upload's folder after checking it exists and belongs to key."""
+        validate_key(key)
+        directory = self._upload_dir(multipart_id)
+        try:
+            with open(os.path.join(directory, "meta.json"), encoding="utf-8") as f:
+                meta: dict[str, Any] = json.load(f)
+        except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+            raise UploadNotFound(multipart_id) from exc
+        if meta.get("key") != key:
+            raise UploadNotFound(multipart_id)
+        return directory
+
+    @staticmethod
+    def _part_etag(part_path: str, st: os.stat_result) -> str:
+        """The part's md5 from its sidecar when the sidecar describes this very file (same
+        inode, size and mtime); otherwise computed, so a crash between the two renames or a
+        concurrent re-send never yields a wrong ETag."""
+        sidecar = part_path[: -len(".part")] + ".etag"
+        try:
+            with open(sidecar, encoding="utf-8") as f:
+                meta = json.load(f)
+            if (meta["ino"], meta["size"], meta["mtime_ns"]) == (
+                st.st_ino,
+                st.st_size,
+                st.st_mtime_ns,
+            ):
+                return str(meta["etag"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return _md5_file(part_path)
+
+    @staticmethod
+    def _write_sidecar(part_path: str, etag: str, st: os.stat_result) -> None:
+        sidecar = part_path[: -len(".part")] + ".etag"
+        tmp = f"{sidecar}.{secrets.token_hex(4)}.tmp"
+        meta = {"etag": etag, "ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+        os.replace(tmp, sidecar)
+
+    async def create_multipart(self, key: str, *, content_type: str | None) -> str:
+        multipart_id = secrets.token_urlsafe(24)
+
+        def run() -> None:
+            self._path(key)
+            directory = self._upload_dir(multipart_id)
+            os.makedirs(directory)
+            meta = {"key": key, "content_type": content_type, "created_at": time.time()}
+            with open(os.path.join(directory, "meta.json"), "w", encoding="utf-8") as f:
+                json.dump(meta, f)
+
+        await anyio.to_thread.run_sync(run)
+        return multipart_id
+
+    async def presign_part(
+        self, key: str, multipart_id: str, part_number: int, *, ttl_s: int
+    ) -> PartTarget | None:
+        # The API receives local parts itself (write_part) and signs its own part URLs.
+        return None
+
+    async def write_part(
+        self,
+        key: str,
+        multipart_id: str,
+        part_number: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int,
+    ) -> StoredPart:
+        validate_part_number(part_number)
+        directory = await anyio.to_thread.run_sync(self._open_upload, key, multipart_id)
+        dest = os.path.join(directory, f"{part_number}.part")
+        try:
+            # make_dirs=False: a concurrent abort must not be undone by recreating the folder.
+            size, etag, st = await self._write(
+                dest, chunks, max_bytes=max_bytes, md5=True, make_dirs=False
+            )
+            await anyio.to_thread.run_sync(self._write_sidecar, dest, etag, st)
+        except FileNotFoundError as exc:  # aborted or completed meanwhile
+            raise UploadNotFound(multipart_id) from exc
+        return StoredPart(number=part_number, size=size, etag=etag)
+
+    def _list_parts(self, directory: str) -> dict[int, tuple[str, os.stat_result]]:
+        parts: dict[int, tuple[str, os.stat_result]] = {}
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return parts
+        for name in names:
+            match = _PART_FILE.fullmatch(name)
+            if match:
+                path = os.path.join(directory, name)
+                try:
+                    parts[int(match.group(1))] = (path, os.stat(path))
+                except FileNotFoundError:
+                    continue
+        return parts
+
+    async def list_parts(self, key: str, multipart_id: str) -> list[StoredPart]:
+        def run() -> list[StoredPart]:
+            directory = self._open_upload(key, multipart_id)
+            return [
+                StoredPart(number=n, size=st.st_size, etag=self._part_etag(path, st))
+                for n, (path, st) in sorted(self._list_parts(directory).items())
+            ]
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def complete_multipart(
+        self, key: str, multipart_id: str, parts: list[tuple[int, str]]
+    ) -> None:
+        validate_completion(parts)
+
+        def run() -> None:
+            directory = self._open_upload(key, multipart_id)
+            dest = self._path(key)
+            stored = self._list_parts(directory)
+            chosen: list[str] = []
+            for index, (number, etag) in enumerate(parts):
+                if number not in stored:
+                    raise InvalidPart(f"part {number} was not uploaded")
+                path, st = stored[number]
+                if normalize_etag(etag) != self._part_etag(path, st):
+                    raise InvalidPart(f"part {number} does not match its ETag")
+                if index < len(parts) - 1 and st.st_size < self._min_part_size:
+                    raise InvalidPart(f"part {number} is smaller than {self._min_part_size} bytes")
+                chosen.append(path)
+            f, tmp = self._mkstemp(dest)
+            try:
+                for path in chosen:
+                    with open(path, "rb") as src:
+                        shutil.copyfileobj(src, f, CHUNK_SIZE)
+                self._commit(f, tmp, dest)
+            except BaseException:
+                _discard(f, tmp)
+                raise
+            shutil.rmtree(directory, ignore_errors=True)
+
+        try:
+            await anyio.to_thread.run_sync(run)
+        except FileNotFoundError as exc:  # a part vanished: aborted or completed meanwhile
+            raise UploadNotFound(multipart_id) from exc
+
+    async def abort_multipart(self, key: str, multipart_id: str) -> None:
+        def run() -> None:
+            try:
+                directory = self._open_upload(key, multipart_id)
+            except UploadNotFound:
+                return
+            shutil.rmtree(directory, ignore_errors=True)
+
+        await anyio.to_thread.run_sync(run)

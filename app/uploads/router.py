@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.clips.schemas import ClipOut
+from app.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep, public_base_url
+from app.openapi_meta import errors
+from app.uploads import service
+from app.uploads.schemas import (
+    CompleteRequest,
+    PartUrlsOut,
+    PartUrlsRequest,
+    UploadedPart,
+    UploadOut,
+)
+
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+
+
+@router.get(
+    "/{upload_id}",
+    summary="An upload and the parts already stored (how a client resumes)",
+    response_model=UploadOut,
+    responses=errors(401, 404, 422),
+)
+async def get_upload(
+    upload_id: uuid.UUID, session: SessionDep, storage: StorageDep, principal: PrincipalDep
+) -> UploadOut:
+    upload, _clip = await service.get_owned_upload(session, principal, upload_id)
+    parts = await service.stored_parts(storage, upload)
+    return UploadOut(
+        id=upload.id,
+        clip_id=upload.clip_id,
+        status=upload.status,
+        size_bytes=upload.size_bytes,
+        part_size=upload.part_size,
+        part_count=upload.part_count,
+        uploaded_parts=[UploadedPart(number=p.number, size=p.size, etag=p.etag) for p in parts],
+        expires_at=upload.expires_at,
+    )
+
+
+@router.post(
+    "/{upload_id}/parts",
+    summary="Signed URLs to PUT parts to (no Authorization header on those requests)",
+    response_model=PartUrlsOut,
+    responses=errors(401, 404, 409, 422),
+)
+async def get_part_urls(
+    upload_id: uuid.UUID,
+    body: PartUrlsRequest,
+    request: Request,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+) -> PartUrlsOut:
+    targets, expires_at = await service.part_targets(
+        session,
+        storage,
+        settings,
+        principal,
+        upload_id,
+        body.part_numbers,
+        public_base_url(request),
+    )
+    return PartUrlsOut(parts=targets, expires_at=expires_at)
+
+
+@router.put(
+    "/{upload_id}/parts/{part_number}",
+    summary="Receive one part's bytes (local storage; the URL comes from POST …/parts)",
+    response_model=UploadedPart,
+    responses=errors(403, 404, 409, 413, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def put_part(
+    upload_id: uuid.UUID,
+    part_number: Annotated[int, Path(ge=1, le=10_000)],
+    expires: Annotated[int, Query()],
+    signature: Annotated[str, Query(max_length=128)],
+    request: Request,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    length = request.headers.get("content-length")
+    part = await service.receive_local_part(
+        session,
+        storage,
+        settings,
+        upload_id,
+        part_number,
+        expires,
+        signature,
+        int(length) if length and length.isdigit() else None,
+        request.stream(),
+    )
+    body = UploadedPart(number=part.number, size=part.size, etag=part.etag)
+    return JSONResponse(body.model_dump(), headers={"ETag": f'"{part.etag}"'})
+
+
+@router.post(
+    "/{upload_id}/complete",
+    summary="Finish the upload; the clip moves to processing and its transcode is queued",
+    status_code=202,
+    response_model=ClipOut,
+    responses=errors(401, 404, 409, 422),
+)
+async def complete_upload(
+    upload_id: uuid.UUID,
+    body: CompleteRequest,
+    session: SessionDep,
+    storage: StorageDep,
+    principal: PrincipalDep,
+) -> ClipOut:
+    clip = await service.complete_upload(session, storage, principal, upload_id, body.parts)
+    return ClipOut.of(clip)
+
+
+@router.delete(
+    "/{upload_id}",
+    summary="Abort the upload and free its stored parts",
+    status_code=204,
+    responses=errors(401, 404, 409, 422),
+)
+async def abort_upload(
+    upload_id: uuid.UUID, session: SessionDep, storage: StorageDep, principal: PrincipalDep
+) -> Response:
+    await service.abort_upload(session, storage, principal, upload_id)
+    return Response(status_code=204)

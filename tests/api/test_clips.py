@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+
+def clip_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "title": "Discovery call with Initech",
+        "description": "Second call; pricing objection at the end",
+        "kind": "pitch",
+        "stage": "contact_to_trial",
+        "skills": ["discovery_questions"],
+        "filename": "call.mp4",
+        "content_type": "video/mp4",
+        "size_bytes": 1000,
+    }
+    body.update(overrides)
+    return body
+
+
+async def create_clip(client: httpx.AsyncClient, actor: Any, **overrides: Any) -> dict[str, Any]:
+    r = await client.post("/v1/clips", json=clip_body(**overrides), headers=actor.headers)
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def test_create_clip_returns_clip_and_upload(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    created = await create_clip(client, rep)
+    clip, upload = created["clip"], created["upload"]
+    expected = {
+        "id", "org_id", "owner_id", "title", "description", "kind", "stage", "skills",
+        "visibility", "status", "progress", "error", "duration_ms", "width", "height",
+        "is_exemplar", "created_at", "updated_at",
+    }
+    assert expected <= set(clip)
+    assert clip["status"] == "awaiting_upload"
+    assert clip["owner_id"] == rep.id
+    assert clip["visibility"] == "org"
+    assert clip["error"] is None
+    assert upload["part_count"] == 1
+    assert set(upload) == {"id", "part_size", "part_count", "expires_at"}
+
+    r = await client.get(f"/v1/clips/{clip['id']}", headers=rep.headers)
+    assert r.status_code == 200
+    assert r.json()["title"] == clip["title"]
+
+
+async def test_create_clip_validation(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    cases = [
+        ({"stage": "negotiation"}, "unknown_stage"),
+        ({"skills": ["value_roi"]}, "unknown_skill"),  # a closing skill on a contact_to_trial clip
+        ({"content_type": "image/png"}, "validation_error"),
+        ({"size_bytes": 0}, "validation_error"),
+        ({"kind": "movie"}, "validation_error"),
+        ({"title": ""}, "validation_error"),
+    ]
+    for override, code in cases:
+        r = await client.post("/v1/clips", json=clip_body(**override), headers=rep.headers)
+        assert r.status_code == 422, override
+        assert r.json()["error"]["code"] == code, override
+    r = await client.post(
+        "/v1/clips", json=clip_body(size_bytes=9 * 1024**3), headers=rep.headers
+    )
+    assert r.status_code == 413
+    r = await client.get("/v1/clips", headers=rep.headers)
+    assert r.json()["items"] == []  # nothing half-written
+
+
+async def test_idempotency_key_replays_first_response(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    headers = {**rep.headers, "Idempotency-Key": "phone-retry-1"}
+    first = await client.post("/v1/clips", json=clip_body(), headers=headers)
+    again = await client.post("/v1/clips", json=clip_body(), headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers.get("idempotent-replayed") == "true"
+    items = (await client.get("/v1/clips", headers=rep.headers)).json()["items"]
+    assert len(items) == 1
+
+    r = await client.post("/v1/clips", json=clip_body(title="Other"), headers=headers)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "idempotency_key_reused"
+
+    # Keys are per user: another user's identical key is a new request.
+    peer = await org.add_user("rep")
+    r = await client.post(
+        "/v1/clips", json=clip_body(), headers={**peer.headers, "Idempotency-Key": "phone-retry-1"}
+    )
+    assert r.status_code == 201
+    assert r.json()["clip"]["id"] != first.json()["clip"]["id"]
+
+
+async def test_visibility_rules(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    owner = await org.add_user("rep")
+    peer = await org.add_user("rep")
+    coach = await org.add_user("coach")
+    private = (await create_clip(client, owner, visibility="private", title="private one"))["clip"]
+    public = (await create_clip(client, owner, title="shared one"))["clip"]
+
+    for actor, can_see_private in ((owner, True), (coach, True), (org.admin, True), (peer, False)):
+        r = await client.get(f"/v1/clips/{private['id']}", headers=actor.headers)
+        assert r.status_code == (200 if can_see_private else 404), actor.role
+        ids = {c["id"] for c in (await client.get("/v1/clips", headers=actor.headers)).json()["items"]}
+        assert public["id"] in ids
+        assert (private["id"] in ids) == can_see_private
+
+    other = await make_org("Other")
+    r = await client.get(f"/v1/clips/{public['id']}", headers=other.admin.headers)
+    assert r.status_code == 404
+    assert (await client.get("/v1/clips", headers=other.admin.headers)).json()["items"] == []
+
+
+async def test_only_owner_or_admin_edits(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    owner = await org.add_user("rep")
+    coach = await org.add_user("coach")
+    clip = (await create_clip(client, owner))["clip"]
+    url = f"/v1/clips/{clip['id']}"
+
+    assert (await client.patch(url, json={"title": "x"}, headers=coach.headers)).status_code == 403
+    assert (await client.delete(url, headers=coach.headers)).status_code == 403
+    r = await client.patch(
+        url, json={"stage": "closing", "skills": ["value_roi", "urgency"]}, headers=owner.headers
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["stage"] == "closing"
+    # Changing the stage alone must keep skills valid for the new stage.
+    r = await client.patch(url, json={"stage": "prospecting"}, headers=owner.headers)
+    assert r.status_code == 422
+    r = await client.patch(url, json={"title": "Renamed"}, headers=org.admin.headers)
+    assert r.status_code == 200
+    assert r.json()["title"] == "Renamed"
+
+
+async def test_list_filters_and_pagination(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    top = await org.add_user("top_performer")
+    await create_clip(client, rep, title="Cold call opener", stage="prospecting", skills=[])
+    await create_clip(client, rep, title="ROI story", stage="closing", skills=["value_roi"])
+    await create_clip(
+        client, top, title="Great close", kind="exemplar", stage="closing",
+        description="How to handle the 100% discount ask", skills=[],
+    )
+
+    async def titles(**params: Any) -> list[str]:
+        r = await client.get("/v1/clips", params=params, headers=rep.headers)
+        assert r.status_code == 200, r.text
+        return [c["title"] for c in r.json()["items"]]
+
+    assert await titles() == ["Great close", "ROI story", "Cold call opener"]  # newest first
+    assert await titles(stage="closing") == ["Great close", "ROI story"]
+    assert await titles(kind="exemplar") == ["Great close"]
+    assert await titles(owner_id=rep.id) == ["ROI story", "Cold call opener"]
+    assert await titles(status="awaiting_upload", stage="prospecting") == ["Cold call opener"]
+    assert await titles(q="roi") == ["ROI story"]
+    assert await titles(q="100%") == ["Great close"]  # matches the description, % is literal
+    assert await titles(q="%") == ["Great close"]
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await client.get("/v1/clips", params=params, headers=rep.headers)).json()
+        seen += [c["title"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == ["Great close", "ROI story", "Cold call opener"]
+
+
+async def test_delete_is_soft_and_enqueues_purge(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    from sqlalchemy import select
+
+    from app.jobs.models import Job
+
+    org = await make_org()
+    rep = await org.add_user("rep")
+    clip = (await create_clip(client, rep))["clip"]
+    r = await client.delete(f"/v1/clips/{clip['id']}", headers=rep.headers)
+    assert r.status_code == 204
+    assert (await client.get(f"/v1/clips/{clip['id']}", headers=rep.headers)).status_code == 404
+    assert (await client.get("/v1/clips", headers=rep.headers)).json()["items"] == []
+    assert (await client.delete(f"/v1/clips/{clip['id']}", headers=rep.headers)).status_code == 404
+    async with app.state.sessionmaker() as session:
+        jobs = (await session.scalars(select(Job).where(Job.kind == "purge_clip"))).all()
+    assert [j.payload["clip_id"] for j in jobs] == [clip["id"]]
+
+
+async def test_unknown_clip_is_404(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    r = await client.get(f"/v1/clips/{uuid.uuid4()}", headers=org.admin.headers)
+    assert r.status_code == 404

@@ -1,0 +1,110 @@
+"""What only the S3 adapter does: bucket setup, presigned parts, error mapping."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from app.storage import S3Storage, StorageError, UploadNotFound
+from app.storage.s3 import CLIENT_CONFIG
+from tests.fixtures.s3 import S3_REGION
+from tests.storage.helpers import chunked
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+
+def test_client_config(s3_storage: S3Storage) -> None:
+    config = s3_storage.client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (5, 60)
+    # botocore normalises "max_attempts: 5 retries" to 6 attempts in all.
+    assert config.retries == {"mode": "standard", "total_max_attempts": 6}
+    assert config.s3 == {"addressing_style": "path"}
+    assert CLIENT_CONFIG.signature_version == "s3v4"
+
+
+async def test_check(s3_storage: S3Storage, s3_endpoint: str) -> None:
+    await s3_storage.check()
+    missing = S3Storage(bucket="no-such-bucket", region=S3_REGION, endpoint_url=s3_endpoint)
+    with pytest.raises(StorageError):
+        await missing.check()
+
+
+async def test_ensure_bucket(s3_endpoint: str, s3_client: S3Client) -> None:
+    name = f"ensure-{uuid.uuid4().hex[:12]}"
+    storage = S3Storage(bucket=name, region=S3_REGION, endpoint_url=s3_endpoint)
+    try:
+        await storage.ensure_bucket(["https://app.example"])
+        await storage.ensure_bucket(["https://app.example"])  # idempotent
+        await storage.check()
+        [rule] = s3_client.get_bucket_cors(Bucket=name)["CORSRules"]
+        assert rule["AllowedOrigins"] == ["https://app.example"]
+        assert sorted(rule["AllowedMethods"]) == ["GET", "HEAD", "PUT"]
+        assert rule["ExposeHeaders"] == ["ETag"]
+
+        await storage.ensure_bucket([], allow_any_origin=True)
+        [rule] = s3_client.get_bucket_cors(Bucket=name)["CORSRules"]
+        assert rule["AllowedOrigins"] == ["*"]
+    finally:
+        s3_client.delete_bucket(Bucket=name)
+
+
+async def test_ensure_bucket_other_region(s3_endpoint: str, s3_client: S3Client) -> None:
+    name = f"ensure-{uuid.uuid4().hex[:12]}"
+    storage = S3Storage(bucket=name, region="eu-west-1", endpoint_url=s3_endpoint)
+    try:
+        await storage.ensure_bucket([], allow_any_origin=False)
+        await storage.ensure_bucket([], allow_any_origin=False)
+        location = s3_client.get_bucket_location(Bucket=name)["LocationConstraint"]
+        assert location == "eu-west-1"
+    finally:
+        s3_client.delete_bucket(Bucket=name)
+
+
+async def test_presign_part_target(s3_storage: S3Storage, http: httpx.AsyncClient) -> None:
+    mid = await s3_storage.create_multipart("k.bin", content_type="video/mp4")
+    target = await s3_storage.presign_part("k.bin", mid, 3, ttl_s=120)
+    assert target is not None
+    assert target.method == "PUT"
+    assert "partNumber=3" in target.url and f"uploadId={mid}" in target.url
+    assert "X-Amz-Expires=120" in target.url
+    response = await http.put(target.url, content=b"abc")
+    assert response.status_code == 200
+    [part] = await s3_storage.list_parts("k.bin", mid)
+    assert (part.number, part.size) == (3, 3)
+
+
+async def test_list_parts_paginates(s3_storage: S3Storage, s3_client: S3Client) -> None:
+    mid = await s3_storage.create_multipart("many.bin", content_type=None)
+    for number in range(1, 1003):  # ListParts pages hold at most 1000
+        s3_client.upload_part(
+            Bucket=s3_storage.bucket, Key="many.bin", UploadId=mid, PartNumber=number, Body=b"p"
+        )
+    parts = await s3_storage.list_parts("many.bin", mid)
+    assert [p.number for p in parts] == list(range(1, 1003))
+
+
+async def test_write_part_is_not_for_s3(s3_storage: S3Storage) -> None:
+    mid = await s3_storage.create_multipart("k.bin", content_type=None)
+    with pytest.raises(NotImplementedError):
+        await s3_storage.write_part("k.bin", mid, 1, chunked(b"x"), max_bytes=10)
+
+
+async def test_unknown_upload(s3_storage: S3Storage) -> None:
+    with pytest.raises(UploadNotFound):
+        await s3_storage.list_parts("k.bin", "not-an-upload")
+    await s3_storage.abort_multipart("k.bin", "not-an-upload")
+
+
+async def test_put_stream_multipart_keeps_content_type(
+    s3_storage: S3Storage, s3_client: S3Client
+) -> None:
+    data = b"v" * (9 * 1024 * 1024)
+    await s3_storage.put_stream("big.mp4", chunked(data, 1024 * 1024), content_type="video/mp4")
+    head = s3_client.head_object(Bucket=s3_storage.bucket, Key="big.mp4")
+    assert head["ContentType"] == "video/mp4"
+    assert head["ETag"].strip('"').endswith("-2")  # two parts: 8 MiB + 1 MiB
+    assert s3_client.list_multipart_uploads(Bucket=s3_storage.bucket).get("Uploads", []) == []

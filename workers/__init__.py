@@ -1,0 +1,1 @@
+"""Worker processes: the job loop and the job handlers."""

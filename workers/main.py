@@ -1,0 +1,187 @@
+"""Running workers: as a process (`peerpitch worker`, or `python -m workers.main`), or
+embedded in the API process (a background task on its event loop).
+
+Handlers are found by importing modules that register into ``workers.registry.registry``:
+``HANDLER_MODULES`` here, plus any listed in the environment variable
+``PEERPITCH_WORKER_EXTRA_MODULES`` (comma-separated importable module paths).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from workers.registry import Registry, registry
+from workers.runtime import DEFAULT_GRACE_S, Worker
+
+log = logging.getLogger("peerpitch.worker")
+
+# The application's handler modules (each registers its kinds on import).
+HANDLER_MODULES: tuple[str, ...] = ()
+EXTRA_MODULES_ENV = "PEERPITCH_WORKER_EXTRA_MODULES"
+
+ServicesFactory = Callable[[Settings], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
+
+
+def load_handlers(extra: Iterable[str] = ()) -> Registry:
+    """Import the handler modules and return the registry they filled."""
+    from_env = [m.strip() for m in os.environ.get(EXTRA_MODULES_ENV, "").split(",")]
+    for module in (*HANDLER_MODULES, *extra, *from_env):
+        if module:
+            importlib.import_module(module)
+    return registry
+
+
+async def _build_services(factory: ServicesFactory | None, settings: Settings) -> dict[str, Any]:
+    if factory is None:
+        return {}
+    services = factory(settings)
+    if inspect.isawaitable(services):
+        services = await services
+    return dict(services)
+
+
+async def _serve(
+    settings: Settings,
+    *,
+    concurrency: int | None,
+    services_factory: ServicesFactory | None,
+    registry: Registry,
+    grace_s: float,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    engine = make_engine(settings.database_url)
+    worker = Worker(
+        settings,
+        engine,
+        make_sessionmaker(engine),
+        await _build_services(services_factory, settings),
+        registry,
+        concurrency,
+        grace_s=grace_s,
+    )
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("%s again: cancelling running jobs now", sig.name)
+            worker.force_stop()
+        else:
+            log.info("%s: finishing running jobs (up to %.0f s), then exiting", sig.name, grace_s)
+            stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await worker.run(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await engine.dispose()
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    concurrency: int | None = None,
+    services_factory: ServicesFactory | None = None,
+    registry: Registry | None = None,
+    grace_s: float = DEFAULT_GRACE_S,
+    configure_logging: bool = True,
+) -> int:
+    """Run a worker process until SIGTERM/SIGINT; returns the exit status.
+
+    The first signal stops claiming and gives running jobs ``grace_s`` to finish, then
+    cancels and releases the rest; a second signal skips the rest of the grace period.
+    """
+    if configure_logging:
+        from app.logging import configure_logging as configure
+
+        configure(settings.log_format, settings.log_level)
+    try:
+        asyncio.run(
+            _serve(
+                settings,
+                concurrency=concurrency,
+                services_factory=services_factory,
+                registry=registry if registry is not None else load_handlers(),
+                grace_s=grace_s,
+            )
+        )
+    except Exception:
+        log.exception("worker crashed")
+        return 1
+    return 0
+
+
+class EmbeddedWorker:
+    """A worker running as a background task of the API's event loop."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._stop = asyncio.Event()
+        self.task = asyncio.create_task(self._run(), name="embedded-worker")
+
+    async def _run(self) -> None:
+        try:
+            await self.worker.run(self._stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("embedded worker crashed")
+
+    async def stop(self) -> None:
+        """Stop claiming, let running jobs finish within the grace period, release the
+        rest. Idempotent."""
+        self._stop.set()
+        await asyncio.shield(self.task)
+
+
+def start_embedded_worker(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    services: dict[str, Any] | None = None,
+    registry: Registry | None = None,
+    concurrency: int | None = None,
+    grace_s: float = DEFAULT_GRACE_S,
+) -> EmbeddedWorker:
+    """Start a worker on the running event loop (call from the FastAPI lifespan), sharing
+    the API's engine; ``await handle.stop()`` on shutdown."""
+    worker = Worker(
+        settings,
+        engine,
+        sessionmaker,
+        services,
+        registry if registry is not None else load_handlers(),
+        concurrency,
+        grace_s=grace_s,
+    )
+    return EmbeddedWorker(worker)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers.main", description=__doc__)
+    parser.add_argument("--concurrency", type=int, default=None, help="jobs at a time")
+    parser.add_argument(
+        "--grace-s", type=float, default=DEFAULT_GRACE_S, help="shutdown grace period"
+    )
+    args = parser.parse_args(argv)
+    return run_worker(get_settings(), concurrency=args.concurrency, grace_s=args.grace_s)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Which code runs for which job kind, and which periodic tasks a worker runs.
+
+Handler modules register on import::
+
+    from workers.registry import JobContext, register
+
+    @register("clip.transcode")
+    async def transcode(ctx: JobContext) -> None: ...
+
+A handler may run more than once for one job (a worker can die after the work but before
+recording it), so it must be idempotent. It raises ``PermanentJobError`` for errors that
+retrying cannot fix; any other exception is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.jobs.service import LeaseLost
+
+MAX_KIND_LENGTH = 64
+
+
+@dataclass(kw_only=True)
+class TaskContext:
+    """What a periodic task gets: the worker's settings, database and services."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    services: dict[str, Any]
+    worker_id: str
+
+
+@dataclass(kw_only=True)
+class JobContext(TaskContext):
+    """What a job handler gets: the job, plus everything a periodic task gets."""
+
+    job_id: uuid.UUID
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    # Set by the worker: heartbeats with progress, False when the lease is lost.
+    report_progress: Callable[[float], Awaitable[bool]] | None = field(default=None, repr=False)
+    # Progress writes are throttled: ffmpeg reports several times a second.
+    progress_interval_s: float = 1.0
+    _last_report: float = field(default=-math.inf, init=False, repr=False)
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempts >= self.max_attempts
+
+    async def progress(self, fraction: float) -> None:
+        """Record progress in [0, 1] (this also extends the lease). Raises ``LeaseLost``
+        when another worker has taken the job over, so the handler stops."""
+        now = time.monotonic()
+        if fraction < 1.0 and now - self._last_report < self.progress_interval_s:
+            return
+        self._last_report = now
+        if self.report_progress is not None and not await self.report_progress(fraction):
+            raise LeaseLost(str(self.job_id))
+
+
+Handler = Callable[[JobContext], Coroutine[Any, Any, None]]
+PeriodicFn = Callable[[TaskContext], Awaitable[None]]
+H = TypeVar("H", bound=Handler)
+
+
+@dataclass(frozen=True)
+class PeriodicTask:
+    """Runs every ``interval_s`` in every worker process, so ``fn`` must be idempotent
+    and safe to run concurrently with itself on other machines (e.g. one UPDATE … WHERE
+    expired)."""
+
+    name: str
+    interval_s: float
+    fn: PeriodicFn
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._periodic: dict[str, PeriodicTask] = {}
+
+    def add(self, kind: str, handler: Handler) -> None:
+        if not kind or len(kind) > MAX_KIND_LENGTH:
+            raise ValueError(f"job kind must have 1 to {MAX_KIND_LENGTH} characters: {kind!r}")
+        current = self._handlers.get(kind)
+        if current is not None and current is not handler:
+            raise ValueError(f"a handler is already registered for {kind!r}")
+        self._handlers[kind] = handler
+
+    def register(self, kind: str) -> Callable[[H], H]:
+        """Decorator: ``@register("kind")`` on ``async def handler(ctx: JobContext)``."""
+
+        def decorate(handler: H) -> H:
+            self.add(kind, handler)
+            return handler
+
+        return decorate
+
+    def register_periodic(self, name: str, interval_s: float, fn: PeriodicFn) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        current = self._periodic.get(name)
+        if current is not None and current.fn is not fn:
+            raise ValueError(f"a periodic task is already registered as {name!r}")
+        self._periodic[name] = PeriodicTask(name, interval_s, fn)
+
+    def handler(self, kind: str) -> Handler | None:
+        return self._handlers.get(kind)
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self._handlers)
+
+    @property
+    def periodic_tasks(self) -> list[PeriodicTask]:
+        return list(self._periodic.values())
+
+
+# The process-wide registry that handler modules register into.
+registry = Registry()
+register = registry.register
+register_periodic = registry.register_periodic
