@@ -45,6 +45,12 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.main import run_worker
+
+    return run_worker(settings, concurrency=args.concurrency)
+
+
 async def _create_org(settings: Settings, name: str, email: str, password: str) -> dict[str, str]:
     from app.db import make_engine, make_sessionmaker
     from app.orgs.service import create_org
@@ -139,6 +145,25 @@ def _cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_init_storage(_args: argparse.Namespace, settings: Settings) -> int:
+    """S3: create the bucket if missing and apply the CORS rule browsers need to PUT parts."""
+    from app.storage import S3Storage, build_storage
+
+    storage = build_storage(settings, base_url=settings.public_base_url or "http://127.0.0.1:8000")
+    if isinstance(storage, S3Storage):
+        # S3 CORS cannot say "any localhost port", so development allows any origin.
+        asyncio.run(
+            storage.ensure_bucket(
+                settings.cors_origins, allow_any_origin=not settings.is_production
+            )
+        )
+        print(f"bucket {settings.s3_bucket!r} is ready (CORS: PUT/GET/HEAD, exposes ETag)")
+    else:
+        asyncio.run(storage.check())
+        print(f"local storage folder {settings.media_dir} is ready")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peerpitch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,10 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="API processes")
 
+    worker = sub.add_parser("worker", help="run a job worker until SIGTERM/SIGINT")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="jobs at a time (default: PEERPITCH_WORKER_CONCURRENCY)",
+    )
+
     org = sub.add_parser("create-org", help="create an organization and its first admin")
     org.add_argument("--name", required=True)
     org.add_argument("--admin-email", required=True)
     org.add_argument("--admin-password", required=True)
+
+    sub.add_parser("init-storage", help="S3: create the bucket and its CORS rule (idempotent)")
 
     demo = sub.add_parser("seed-demo", help="create the Demo org with one user per role")
     demo.add_argument(
@@ -165,8 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "migrate": _cmd_migrate,
     "serve": _cmd_serve,
+    "worker": _cmd_worker,
     "create-org": _cmd_create_org,
     "seed-demo": _cmd_seed_demo,
+    "init-storage": _cmd_init_storage,
 }
 
 

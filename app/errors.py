@@ -146,6 +146,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     install_integrity_handler(app)
+    install_storage_handler(app)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -164,4 +165,38 @@ def install_integrity_handler(app: FastAPI) -> None:
         log.info("integrity error: %s", exc.orig)
         return JSONResponse(
             error_body("conflict", "The request conflicts with existing data."), status_code=409
+        )
+
+
+def install_storage_handler(app: FastAPI) -> None:
+    """Storage errors that escape a service: a client mistake or an unreachable store."""
+    from app.storage.base import (
+        InvalidKey,
+        InvalidPart,
+        InvalidRange,
+        ObjectNotFound,
+        PartTooLarge,
+        StorageError,
+        UploadNotFound,
+    )
+
+    mapping: list[tuple[type[StorageError], int, str]] = [
+        (ObjectNotFound, 404, "not_found"),
+        (UploadNotFound, 409, "upload_not_active"),
+        (InvalidPart, 409, "invalid_part"),
+        (InvalidRange, 416, "range_not_satisfiable"),
+        (InvalidKey, 422, "invalid_key"),
+        (PartTooLarge, 413, "part_too_large"),
+    ]
+
+    @app.exception_handler(StorageError)
+    async def _storage_error(_request: Request, exc: StorageError) -> JSONResponse:
+        for cls, status, code in mapping:
+            if isinstance(exc, cls):
+                return JSONResponse(error_body(code, str(exc) or code), status_code=status)
+        log.warning("storage unavailable: %s", exc)
+        return JSONResponse(
+            error_body("storage_unavailable", "Media storage is unavailable; retry later."),
+            status_code=503,
+            headers={"Retry-After": "5"},
         )

@@ -11,14 +11,14 @@ from fastapi.middleware.cors import CORSMiddleware
 
 import app.models  # noqa: F401  (every table in the metadata before the first query)
 from app.auth.router import router as auth_router
+from app.clips.router import router as clips_router
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.ops.middleware import Metrics, RequestContextMiddleware
 from app.ops.router import router as ops_router
-from app.clips.router import router as clips_router
 from app.stages.router import router as stages_router
-from app.storage import build_storage
+from app.storage import S3Storage, build_storage
 from app.storage.media_router import router as media_router
 from app.uploads.router import router as uploads_router
 from app.users.router import router as users_router
@@ -40,9 +40,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        storage = app.state.storage
+        if isinstance(storage, S3Storage) and not settings.is_production:
+            # Development convenience; production runs `peerpitch init-storage` once.
+            await storage.ensure_bucket(settings.cors_origins, allow_any_origin=True)
+        embedded = None
+        if settings.run_embedded_worker:
+            from workers.main import start_embedded_worker
+
+            embedded = start_embedded_worker(
+                settings, engine, app.state.sessionmaker, services={"storage": storage}
+            )
         try:
             yield
         finally:
+            if embedded is not None:
+                await embedded.stop()
             await engine.dispose()
 
     app = FastAPI(

@@ -29,7 +29,7 @@ from workers.runtime import DEFAULT_GRACE_S, Worker
 log = logging.getLogger("peerpitch.worker")
 
 # The application's handler modules (each registers its kinds on import).
-HANDLER_MODULES: tuple[str, ...] = ()
+HANDLER_MODULES: tuple[str, ...] = ("workers.handlers",)
 EXTRA_MODULES_ENV = "PEERPITCH_WORKER_EXTRA_MODULES"
 
 ServicesFactory = Callable[[Settings], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
@@ -44,9 +44,17 @@ def load_handlers(extra: Iterable[str] = ()) -> Registry:
     return registry
 
 
+def default_services(settings: Settings) -> dict[str, Any]:
+    """What the product's handlers need: the configured media storage."""
+    from app.storage import build_storage
+
+    base_url = settings.public_base_url or "http://127.0.0.1:8000"
+    return {"storage": build_storage(settings, base_url=base_url)}
+
+
 async def _build_services(factory: ServicesFactory | None, settings: Settings) -> dict[str, Any]:
     if factory is None:
-        return {}
+        return default_services(settings)
     services = factory(settings)
     if inspect.isawaitable(services):
         services = await services
@@ -63,28 +71,30 @@ async def _serve(
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    engine = make_engine(settings.database_url)
-    worker = Worker(
-        settings,
-        engine,
-        make_sessionmaker(engine),
-        await _build_services(services_factory, settings),
-        registry,
-        concurrency,
-        grace_s=grace_s,
-    )
+    worker: Worker | None = None
 
     def on_signal(sig: signal.Signals) -> None:
-        if stop.is_set():
+        if stop.is_set() and worker is not None:
             log.warning("%s again: cancelling running jobs now", sig.name)
             worker.force_stop()
         else:
-            log.info("%s: finishing running jobs (up to %.0f s), then exiting", sig.name, grace_s)
+            log.info("%s: finishing running jobs (up to %g s), then exiting", sig.name, grace_s)
             stop.set()
 
+    # Installed first, so that a signal during startup also ends the process cleanly.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    engine = make_engine(settings.database_url)
     try:
+        worker = Worker(
+            settings,
+            engine,
+            make_sessionmaker(engine),
+            await _build_services(services_factory, settings),
+            registry,
+            concurrency,
+            grace_s=grace_s,
+        )
         await worker.run(stop)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -27,9 +27,10 @@ from app.jobs.service import (
     PermanentJobError,
     add_local_waker,
     claim,
-    complete,
+    complete_many,
     fail,
     heartbeat,
+    heartbeat_many,
     recover_expired_leases,
     release,
     remove_local_waker,
@@ -46,6 +47,8 @@ CANCEL_TIMEOUT_S = 5.0
 LISTEN_KEEPALIVE_S = 30.0
 LISTEN_RETRY_MAX_S = 30.0
 CLAIM_RETRY_MAX_S = 30.0
+# Rows per batched UPDATE (completions, heartbeats).
+BATCH_MAX = 500
 SWEEP_TASK = "jobs.recover_expired_leases"
 # SQLAlchemy URL query options that asyncpg.connect does not understand.
 _SA_ONLY_QUERY = ("prepared_statement_cache_size", "prepared_statement_name_func")
@@ -70,6 +73,7 @@ class _Running:
     lease_deadline: float  # monotonic; when the lease runs out unless extended
     supervisor: asyncio.Task[None] | None = None
     lease_lost: bool = False
+    shutdown: bool = False  # cancelled by the worker's shutdown, not by its own fault
     started: float = field(default_factory=time.monotonic)
 
 
@@ -98,6 +102,7 @@ class Worker:
         self.concurrency = max(1, concurrency or settings.worker_concurrency)
         self.worker_id = worker_id or default_worker_id()
         self.grace_s = grace_s
+        self.cancel_timeout_s = CANCEL_TIMEOUT_S
         self.listen = listen and engine.dialect.name == "postgresql"
         self.local_wakeups = local_wakeups
         self.lease_s = float(settings.job_lease_s)
@@ -106,6 +111,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._force = asyncio.Event()
         self._running: set[_Running] = set()
+        self._to_complete: list[tuple[ClaimedJob, asyncio.Future[bool]]] = []
+        self._complete_kick = asyncio.Event()
         self.listening = asyncio.Event()  # set while LISTEN is active (tests, bench)
 
     @property
@@ -137,6 +144,11 @@ class Worker:
 
         if self.local_wakeups:
             add_local_waker(wake)
+        # Needed until the last running job is recorded, so stopped after the drain.
+        core = [
+            asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
+            asyncio.create_task(self._completer(), name="worker-completer"),
+        ]
         aux = [asyncio.create_task(self._stop_watch(stop_event), name="worker-stop-watch")]
         aux += [
             asyncio.create_task(self._periodic(task), name=f"periodic:{task.name}")
@@ -144,6 +156,8 @@ class Worker:
         ]
         if self.listen:
             aux.append(asyncio.create_task(self._listen(), name="worker-listen"))
+        if not self.registry.kinds:
+            log.warning("worker %s has no job handlers registered", self.worker_id)
         log.info(
             "worker %s started: concurrency=%d kinds=%s",
             self.worker_id,
@@ -162,6 +176,9 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*aux, return_exceptions=True)
             await self._drain(grace)
+            for task in core:
+                task.cancel()
+            await asyncio.gather(*core, return_exceptions=True)
             log.info("worker %s stopped", self.worker_id)
 
     async def _stop_watch(self, stop_event: asyncio.Event) -> None:
@@ -228,45 +245,52 @@ class Worker:
 
         running.supervisor.add_done_callback(done)
 
-    def _extra(self, job: ClaimedJob) -> dict[str, Any]:
-        return {"job_id": str(job.id), "job_kind": job.kind}
+    def _log(
+        self, level: int, job: ClaimedJob, msg: str, *args: object, exc_info: bool = False
+    ) -> None:
+        log.log(
+            level,
+            "job %s %s: " + msg,
+            job.kind,
+            job.id,
+            *args,
+            exc_info=exc_info,
+            extra={"job_id": str(job.id), "job_kind": job.kind},
+        )
 
     async def _supervise(self, running: _Running) -> None:
         job = running.job
-        extra = self._extra(job)
-        log.info("job started (attempt %d/%d)", job.attempts, job.max_attempts, extra=extra)
-        beat = asyncio.create_task(self._heartbeat_loop(running))
+        self._log(logging.INFO, job, "started (attempt %d/%d)", job.attempts, job.max_attempts)
         error: BaseException | None = None
         try:
             await running.handler_task
         except (Exception, asyncio.CancelledError) as exc:
             error = exc
-        finally:
-            beat.cancel()
-            await asyncio.gather(beat, return_exceptions=True)
         elapsed = time.monotonic() - running.started
         db, jid, wid, attempt = self.engine, job.id, job.worker_id, job.attempts
 
         if running.lease_lost or isinstance(error, LeaseLost):
-            log.warning("job abandoned: lease lost to another worker", extra=extra)
-        elif isinstance(error, asyncio.CancelledError):
-            # Shutdown (or the handler cancelled itself): not the job's fault.
+            self._log(logging.WARNING, job, "abandoned: lease lost to another worker")
+        elif isinstance(error, asyncio.CancelledError) and running.shutdown:
+            # Not the job's fault: the attempt is not counted.
             if await self._record(job, lambda: release(db, jid, wid, attempt=attempt)):
-                log.info("job released back to the queue after %.1f s", elapsed, extra=extra)
+                self._log(logging.INFO, job, "released back to the queue after %.1f s", elapsed)
         elif isinstance(error, PermanentJobError):
             message = str(error)
             await self._record(
                 job, lambda: fail(db, jid, wid, message, permanent=True, attempt=attempt)
             )
-            log.warning("job failed permanently: %s", message, extra=extra)
+            self._log(logging.WARNING, job, "failed permanently: %s", message)
         elif error is not None:
+            # Includes a handler that cancelled itself: counted, so it cannot loop forever.
             text = "".join(traceback.format_exception(error))
             status = await self._record(job, lambda: fail(db, jid, wid, text, attempt=attempt))
-            log.warning("job attempt %d failed (now %s): %r", attempt, status, error, extra=extra)
-        elif await self._record(job, lambda: complete(db, jid, wid, attempt=attempt)):
-            log.info("job succeeded in %.3f s", elapsed, extra=extra)
+            outcome = status.value if status else "not recorded: lease lost"
+            self._log(logging.WARNING, job, "attempt %d failed (%s): %r", attempt, outcome, error)
+        elif await self._record(job, lambda: self._complete(job)):
+            self._log(logging.INFO, job, "succeeded in %.3f s", elapsed)
         else:
-            log.warning("job finished but its lease was lost; it may run again", extra=extra)
+            self._log(logging.WARNING, job, "finished, but its lease was lost: it may run again")
 
     async def _record(self, job: ClaimedJob, op: Callable[[], Awaitable[T]]) -> T | None:
         """Write an outcome, retrying briefly through a database blip; if it still fails,
@@ -276,30 +300,68 @@ class Worker:
                 return await op()
             except Exception:
                 if attempt == 3:
-                    log.exception("recording the job outcome failed", extra=self._extra(job))
+                    self._log(logging.ERROR, job, "recording the outcome failed", exc_info=True)
                     return None
                 await asyncio.sleep(0.5 * 2**attempt)
         return None
 
-    async def _heartbeat_loop(self, running: _Running) -> None:
-        job = running.job
+    async def _complete(self, job: ClaimedJob) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._to_complete.append((job, future))
+        self._complete_kick.set()
+        return await future
+
+    async def _completer(self) -> None:
+        """Records successes in batches: while one UPDATE is in flight the next batch
+        gathers, so a busy worker spends one transaction on many jobs."""
+        while True:
+            await self._complete_kick.wait()
+            self._complete_kick.clear()
+            while self._to_complete:
+                batch = self._to_complete[:BATCH_MAX]
+                del self._to_complete[:BATCH_MAX]
+                claims = [(job.id, job.attempts) for job, _ in batch]
+                try:
+                    done = await complete_many(self.engine, self.worker_id, claims)
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for job, future in batch:
+                    if not future.done():
+                        future.set_result((job.id, job.attempts) in done)
+
+    async def _heartbeat_loop(self) -> None:
+        """Extends the leases of all running jobs in one UPDATE per beat; a beat comes at
+        most ``heartbeat_s`` after a claim, well within the lease."""
         while True:
             await asyncio.sleep(self.heartbeat_s)
-            sent = time.monotonic()
-            try:
-                owned = await heartbeat(
-                    self.engine, job.id, job.worker_id, lease_s=self.lease_s, attempt=job.attempts
-                )
-            except Exception:
-                log.warning("heartbeat failed", exc_info=True, extra=self._extra(job))
-                # Unreachable database: once the lease has surely run out, stop the work.
-                owned = time.monotonic() < running.lease_deadline
-                if owned:
-                    continue
-            if not owned:
+            active = [r for r in self._running if not r.handler_task.done() and not r.lease_lost]
+            for start in range(0, len(active), BATCH_MAX):
+                await self._beat(active[start : start + BATCH_MAX])
+
+    async def _beat(self, active: list[_Running]) -> None:
+        sent = time.monotonic()
+        try:
+            owned = await heartbeat_many(
+                self.engine,
+                self.worker_id,
+                [(r.job.id, r.job.attempts) for r in active],
+                lease_s=self.lease_s,
+            )
+        except Exception:
+            log.warning("heartbeat failed", exc_info=True)
+            # Unreachable database: once a lease has surely run out, stop that work.
+            for running in active:
+                if time.monotonic() >= running.lease_deadline and not running.handler_task.done():
+                    self._lose_lease(running)
+            return
+        for running in active:
+            if (running.job.id, running.job.attempts) in owned:
+                running.lease_deadline = sent + self.lease_s
+            elif not running.handler_task.done():  # else it just finished and was recorded
                 self._lose_lease(running)
-                return
-            running.lease_deadline = sent + self.lease_s
 
     async def _report(self, running: _Running, fraction: float) -> bool:
         job = running.job
@@ -315,7 +377,7 @@ class Worker:
             )
         except Exception:
             # Progress is advisory; the heartbeat loop decides about the lease.
-            log.warning("progress update failed", exc_info=True, extra=self._extra(job))
+            self._log(logging.WARNING, job, "progress update failed", exc_info=True)
             return True
         if owned:
             running.lease_deadline = sent + self.lease_s
@@ -324,7 +386,7 @@ class Worker:
         return owned
 
     def _lose_lease(self, running: _Running) -> None:
-        log.warning("lease lost; cancelling the handler", extra=self._extra(running.job))
+        self._log(logging.WARNING, running.job, "lease lost; cancelling the handler")
         running.lease_lost = True
         running.handler_task.cancel()
 
@@ -333,9 +395,7 @@ class Worker:
     async def _drain(self, grace_s: float) -> None:
         if not self._running:
             return
-        log.info(
-            "waiting up to %.0f s for %d running job(s) to finish", grace_s, len(self._running)
-        )
+        log.info("waiting up to %g s for %d running job(s) to finish", grace_s, len(self._running))
         deadline = time.monotonic() + grace_s
         force = asyncio.create_task(self._force.wait())
         try:
@@ -354,15 +414,18 @@ class Worker:
         left = list(self._running)
         log.warning("cancelling %d job(s) still running; they go back to the queue", len(left))
         for running in left:
+            running.shutdown = True
             running.handler_task.cancel()
         supervisors = {r.supervisor for r in left if r.supervisor}
-        _, stuck = await asyncio.wait(supervisors, timeout=CANCEL_TIMEOUT_S)
+        _, stuck = await asyncio.wait(supervisors, timeout=self.cancel_timeout_s)
         for running in left:
             if running.supervisor in stuck:
-                # The handler ignores cancellation; hand the job back regardless.
+                # The handler ignores cancellation: hand the job back regardless, and make
+                # its supervisor record nothing should the handler ever finish.
+                running.lease_lost = True
                 await self._release_now(running.job)
-                running.supervisor.cancel()
-        await asyncio.gather(*stuck, return_exceptions=True)
+        if stuck:
+            log.error("%d handler(s) ignored cancellation; their jobs were released", len(stuck))
 
     async def _release_now(self, job: ClaimedJob) -> None:
         await self._record(
@@ -397,7 +460,7 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("LISTEN connection failed (%r); retrying in %.0f s", exc, delay)
+                log.warning("LISTEN connection failed (%r); retrying in %g s", exc, delay)
             finally:
                 self.listening.clear()
                 if conn is not None:

@@ -38,7 +38,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs'))
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.create_index('ix_jobs_claim', ['status', 'run_at', 'priority'], unique=False)
+        batch_op.create_index('ix_jobs_claim', ['status', 'priority', 'run_at'], unique=False)
         # Partial: only unfinished jobs hold their dedupe key.
         batch_op.create_index('uq_jobs_dedupe_key_unfinished', ['dedupe_key'], unique=True, sqlite_where=sa.text("status IN ('queued', 'running')"), postgresql_where=sa.text("status IN ('queued', 'running')"))
 

@@ -45,7 +45,8 @@ async def idempotent(
         return JSONResponse(body, status_code=status)
     if not key or len(key) > MAX_KEY_LENGTH:
         raise Unprocessable(
-            f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters.", code="invalid_idempotency_key"
+            f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters.",
+            code="invalid_idempotency_key",
         )
     fingerprint = request_fingerprint(payload)
     since = utcnow() - RETENTION

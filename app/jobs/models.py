@@ -33,8 +33,9 @@ class Job(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        # The claim scans eligible rows by status and due time, then orders by priority.
-        Index("ix_jobs_claim", "status", "run_at", "priority"),
+        # Claim order within a status: a claim reads queued jobs in this order and stops
+        # after its limit, instead of sorting the whole backlog (run_at is filtered here).
+        Index("ix_jobs_claim", "status", "priority", "run_at"),
         # At most one unfinished job per dedupe key; finished ones may repeat it.
         Index(
             "uq_jobs_dedupe_key_unfinished",

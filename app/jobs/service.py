@@ -23,12 +23,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, and_, case, event, or_, select, text, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    Table,
+    and_,
+    case,
+    event,
+    select,
+    text,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import NamedFromClause
 
 from app.db import utcnow, uuid7
 from app.jobs.models import UNFINISHED, UNFINISHED_SQL, Job, JobStatus
@@ -291,6 +304,26 @@ async def _bury_exhausted(conn: AsyncConnection, now: datetime) -> int:
     return result.rowcount
 
 
+def _candidates(
+    cand: NamedFromClause,
+    where: list[ColumnElement[bool]],
+    kinds: list[str] | None,
+    limit: int,
+    *,
+    lock: bool,
+) -> Select[tuple[uuid.UUID, int, datetime]]:
+    query = select(cand.c.id, cand.c.priority, cand.c.run_at).where(*where)
+    if kinds is not None:
+        query = query.where(cand.c.kind.in_(kinds))
+    query = query.order_by(cand.c.priority, cand.c.run_at).limit(limit)
+    if lock:
+        # Concurrent claimers skip each other's rows instead of waiting or colliding;
+        # SQLite needs no lock clause: BEGIN IMMEDIATE serializes writers.
+        query = query.with_for_update(skip_locked=True)
+    inner = query.subquery()
+    return select(inner.c.id, inner.c.priority, inner.c.run_at)
+
+
 async def claim(
     db: DB,
     worker_id: str,
@@ -311,40 +344,50 @@ async def claim(
         return []
     now = now or utcnow()
     lease_expires_at = now + timedelta(seconds=lease_s)
-    cand = JOBS.alias("cand")
-    due = or_(
-        and_(cand.c.status == JobStatus.queued, cand.c.run_at <= now),
-        and_(
-            cand.c.status == JobStatus.running,
-            cand.c.lease_expires_at < now,
-            cand.c.attempts < cand.c.max_attempts,
-        ),
-    )
-    sub = select(cand.c.id).where(due)
-    if kind_list is not None:
-        sub = sub.where(cand.c.kind.in_(kind_list))
-    sub = sub.order_by(cand.c.priority, cand.c.run_at, cand.c.id).limit(limit)
+    queued, expired = JOBS.alias("queued"), JOBS.alias("expired")
     async with _write_tx(db) as conn:
-        if conn.dialect.name == "postgresql":
-            # Concurrent claimers skip each other's rows instead of waiting or colliding;
-            # SQLite needs no lock clause: BEGIN IMMEDIATE serializes writers.
-            sub = sub.with_for_update(skip_locked=True)
-        await _bury_exhausted(conn, now)
+        pg = conn.dialect.name == "postgresql"
+        # Each branch is its own ordered, limited scan of ix_jobs_claim, so a claim stops
+        # after ``limit`` rows whatever the backlog (one OR of both would scan and sort
+        # every due row on each claim).
+        due = union_all(
+            _candidates(
+                queued,
+                [queued.c.status == JobStatus.queued, queued.c.run_at <= now],
+                kind_list,
+                limit,
+                lock=pg,
+            ),
+            _candidates(
+                expired,
+                [expired.c.status == JobStatus.running, expired.c.lease_expires_at < now],
+                kind_list,
+                limit,
+                lock=pg,
+            ),
+        ).subquery("due")
+        pick = select(due.c.id).order_by(due.c.priority, due.c.run_at).limit(limit)
+        # An expired lease on the last attempt: its worker died running it, so it is dead
+        # rather than run again (decided in the same statement, on the row's old values).
+        exhausted = and_(JOBS.c.status == JobStatus.running, JOBS.c.attempts >= JOBS.c.max_attempts)
         rows = (
             await conn.execute(
                 update(JOBS)
-                .where(JOBS.c.id.in_(sub))
+                .where(JOBS.c.id.in_(pick))
                 .values(
-                    status=JobStatus.running,
-                    attempts=JOBS.c.attempts + 1,
-                    worker_id=worker_id,
-                    lease_expires_at=lease_expires_at,
+                    status=case((exhausted, JobStatus.dead), else_=JobStatus.running),
+                    attempts=case((exhausted, JOBS.c.attempts), else_=JOBS.c.attempts + 1),
+                    worker_id=case((exhausted, JOBS.c.worker_id), else_=worker_id),
+                    lease_expires_at=case((exhausted, None), else_=lease_expires_at),
+                    last_error=case((exhausted, LEASE_EXPIRED), else_=JOBS.c.last_error),
+                    finished_at=case((exhausted, now), else_=JOBS.c.finished_at),
                     updated_at=now,
                 )
                 .returning(
                     JOBS.c.id,
                     JOBS.c.kind,
                     JOBS.c.payload,
+                    JOBS.c.status,
                     JOBS.c.priority,
                     JOBS.c.run_at,
                     JOBS.c.attempts,
@@ -352,6 +395,9 @@ async def claim(
                 )
             )
         ).all()
+    dead = [row for row in rows if row.status == JobStatus.dead]
+    if dead:
+        log.warning("%d job(s) dead: lease expired on their last attempt", len(dead))
     claimed = [
         ClaimedJob(
             id=row.id,
@@ -365,6 +411,7 @@ async def claim(
             lease_expires_at=lease_expires_at,
         )
         for row in rows
+        if row.status == JobStatus.running
     ]
     # RETURNING has no defined order.
     claimed.sort(key=lambda j: (j.priority, j.run_at, j.id))
@@ -393,6 +440,29 @@ async def heartbeat(
             update(JOBS).where(_owned(job_id, worker_id, attempt)).values(values)
         )
     return result.rowcount == 1
+
+
+async def heartbeat_many(
+    db: DB, worker_id: str, claims: Iterable[tuple[uuid.UUID, int]], *, lease_s: float
+) -> set[tuple[uuid.UUID, int]]:
+    """Extend the leases of many claims (job id, attempt) of one worker in one statement;
+    returns the claims still owned (the others were lost)."""
+    pairs = list(claims)
+    if not pairs:
+        return set()
+    now = utcnow()
+    async with _write_tx(db) as conn:
+        rows = await conn.execute(
+            update(JOBS)
+            .where(
+                JOBS.c.worker_id == worker_id,
+                JOBS.c.status == JobStatus.running,
+                tuple_(JOBS.c.id, JOBS.c.attempts).in_(pairs),
+            )
+            .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
+            .returning(JOBS.c.id, JOBS.c.attempts)
+        )
+        return {(row.id, row.attempts) for row in rows}
 
 
 async def set_progress(
@@ -429,6 +499,35 @@ async def complete(
             )
         )
     return result.rowcount == 1
+
+
+async def complete_many(
+    db: DB, worker_id: str, claims: Iterable[tuple[uuid.UUID, int]]
+) -> set[tuple[uuid.UUID, int]]:
+    """Mark many claims (job id, attempt) of one worker succeeded in one statement (a busy
+    worker's completions, batched); returns the claims recorded."""
+    pairs = list(claims)
+    if not pairs:
+        return set()
+    now = utcnow()
+    async with _write_tx(db) as conn:
+        rows = await conn.execute(
+            update(JOBS)
+            .where(
+                JOBS.c.worker_id == worker_id,
+                JOBS.c.status == JobStatus.running,
+                tuple_(JOBS.c.id, JOBS.c.attempts).in_(pairs),
+            )
+            .values(
+                status=JobStatus.succeeded,
+                progress=1.0,
+                lease_expires_at=None,
+                finished_at=now,
+                updated_at=now,
+            )
+            .returning(JOBS.c.id, JOBS.c.attempts)
+        )
+        return {(row.id, row.attempts) for row in rows}
 
 
 async def fail(

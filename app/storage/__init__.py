@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.config import Settings
 from app.storage.base import (
+    MIN_PART_SIZE,
     InvalidKey,
     InvalidPart,
     InvalidRange,
@@ -50,4 +51,6 @@ def build_storage(settings: Settings, *, base_url: str) -> Storage:
         settings.media_dir,
         secret_key=settings.resolved_secret_key(),
         public_base_url=base_url,
+        # S3's 5 MiB minimum, unless the deployment deliberately plans smaller parts.
+        min_part_size=min(MIN_PART_SIZE, settings.upload_part_size),
     )

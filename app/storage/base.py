@@ -173,6 +173,12 @@ class Storage(Protocol):
     async def abort_multipart(self, key: str, multipart_id: str) -> None:
         """Drop the upload and its parts; an unknown upload is fine."""
 
+    async def reopen_multipart(self, key: str, *, part_size: int, content_type: str | None) -> str:
+        """Start a new multipart upload holding the stored object cut into part_size parts
+        (the object itself stays), so a client can resend only the parts that are wrong and
+        complete again. Returns the new id. Raises ObjectNotFound."""
+        ...
+
     async def sha256(self, key: str) -> str:
         """Hex SHA-256 of the stored object, streamed. Raises ObjectNotFound."""
         ...

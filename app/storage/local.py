@@ -133,7 +133,8 @@ def verify_media_signature(
     if exp < (now if now is not None else time.time()):
         return False
     expected = media_signature(secret_key, key, exp, filename=filename, content_type=content_type)
-    return hmac.compare_digest(expected, sig.lower())
+    # As bytes: compare_digest refuses non-ASCII str, and sig comes from the query string.
+    return hmac.compare_digest(expected.encode(), sig.lower().encode())
 
 
 # --- the adapter -------------------------------------------------------------------------
@@ -177,7 +178,7 @@ class LocalStorage:
         self._root = str(self.root)
         self._secret_key = secret_key
         self._public_base_url = public_base_url
-        self._min_part_size = min_part_size
+        self.min_part_size = min_part_size
 
     # --- paths (call from worker threads: realpath touches the disk) ---
 
@@ -313,7 +314,7 @@ class LocalStorage:
         def run() -> None:
             try:
                 src = open(self._path(key), "rb")  # noqa: SIM115 - closed by the with below
-            except (FileNotFoundError, IsADirectoryError) as exc:
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
                 raise ObjectNotFound(key) from exc
             with src, open(path, "wb") as dst:
                 shutil.copyfileobj(src, dst, CHUNK_SIZE)
@@ -564,8 +565,8 @@ class LocalStorage:
                 path, st = stored[number]
                 if normalize_etag(etag) != self._part_etag(path, st):
                     raise InvalidPart(f"part {number} does not match its ETag")
-                if index < len(parts) - 1 and st.st_size < self._min_part_size:
-                    raise InvalidPart(f"part {number} is smaller than {self._min_part_size} bytes")
+                if index < len(parts) - 1 and st.st_size < self.min_part_size:
+                    raise InvalidPart(f"part {number} is smaller than {self.min_part_size} bytes")
                 chosen.append(path)
             f, tmp = self._mkstemp(dest)
             try:
@@ -592,3 +593,42 @@ class LocalStorage:
             shutil.rmtree(directory, ignore_errors=True)
 
         await anyio.to_thread.run_sync(run)
+
+    async def reopen_multipart(self, key: str, *, part_size: int, content_type: str | None) -> str:
+        if part_size < 1:
+            raise ValueError("part_size must be positive")
+        multipart_id = await self.create_multipart(key, content_type=content_type)
+
+        def run() -> None:
+            directory = self._upload_dir(multipart_id)
+            try:
+                src = open(self._path(key), "rb")  # noqa: SIM115 - closed by the with below
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+                raise ObjectNotFound(key) from exc
+            with src:
+                size = os.fstat(src.fileno()).st_size
+                count = max(1, -(-size // part_size))
+                validate_part_number(count)
+                for number in range(1, count + 1):
+                    dest = os.path.join(directory, f"{number}.part")
+                    f, tmp = self._mkstemp(dest, make_dirs=False)
+                    digest = hashlib.md5(usedforsecurity=False)
+                    try:
+                        remaining = part_size
+                        while remaining and (block := src.read(min(CHUNK_SIZE, remaining))):
+                            f.write(block)
+                            digest.update(block)
+                            remaining -= len(block)
+                        st = self._commit(f, tmp, dest)
+                    except BaseException:
+                        _discard(f, tmp)
+                        raise
+                    self._write_sidecar(dest, digest.hexdigest(), st)
+
+        try:
+            await anyio.to_thread.run_sync(run)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.abort_multipart(key, multipart_id)
+            raise
+        return multipart_id

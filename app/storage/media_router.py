@@ -24,6 +24,7 @@ from app.storage.base import (
     InvalidRange,
     ObjectInfo,
     ObjectNotFound,
+    Storage,
     content_disposition,
     normalize_etag,
 )
@@ -58,12 +59,11 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
             raise _unsatisfiable(size)
         return max(0, size - suffix), size - 1
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None
     if start >= size:
         raise _unsatisfiable(size)
-    return start, min(end, size - 1)
+    return start, min(int(last), size - 1) if last else size - 1
 
 
 def _unsatisfiable(size: int) -> RangeNotSatisfiable:
@@ -113,7 +113,7 @@ async def _serve(
     *,
     head: bool,
 ) -> Response:
-    storage: Any = getattr(request.app.state, "storage", None)
+    storage: Storage | None = getattr(request.app.state, "storage", None)
     if storage is None or storage.kind != "local":
         raise NotFound()
     if not exp or not sig:
@@ -132,7 +132,7 @@ async def _serve(
         raise Forbidden("This media link is not valid.", code="invalid_signature")
 
     try:
-        info: ObjectInfo | None = await storage.stat(key)
+        info = await storage.stat(key)
     except InvalidKey:
         raise NotFound() from None
     if info is None:
@@ -159,7 +159,8 @@ async def _serve(
     if range_header and _if_range_allows(request.headers.get("if-range"), info):
         span = parse_range(range_header, info.size)
     if span is None:
-        status, start, end = 200, 0, None
+        # Bounded by the stat's size, so the body always matches Content-Length.
+        status, start, end = 200, 0, (info.size - 1 if info.size else None)
         length = info.size
     else:
         status, (start, end) = 206, span
@@ -170,7 +171,7 @@ async def _serve(
     if head:
         return Response(status_code=status, headers=headers, media_type=media_type)
     try:
-        stream: AsyncIterator[bytes] = await storage.open_range(key, start, end)
+        stream = await storage.open_range(key, start, end)
     except ObjectNotFound:  # deleted since the stat
         raise NotFound() from None
     except InvalidRange:  # truncated since the stat
@@ -190,8 +191,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The whole object", "content": {"application/octet-stream": {}}},
     206: {"description": "The requested byte range", "content": {"application/octet-stream": {}}},
     304: {"description": "Not modified (If-None-Match)"},
-    **errors(403, 404, 416),
+    **errors(403, 404, 416, 422),
 }
+_RESPONSES[403] = {**_RESPONSES[403], "description": "Missing, invalid or expired signature"}
+_RESPONSES[404] = {**_RESPONSES[404], "description": "No such object (or storage is not local)"}
 
 
 @router.get(

@@ -92,6 +92,7 @@ def _storage_error(exc: Exception) -> StorageError:
 
 class S3Storage:
     kind: Literal["s3"] = "s3"
+    list_page_size = 1000  # S3's maximum for ListParts and ListObjectsV2
 
     def __init__(
         self,
@@ -292,7 +293,14 @@ class S3Storage:
                 Range=f"bytes={start}-{'' if end is None else end}",
             )
         body = response["Body"]
-        return ChunkStream(body.read, body.close, length=response["ContentLength"])
+
+        def read(size: int) -> bytes:
+            try:
+                return body.read(size)
+            except BotoCoreError as exc:  # timeout or dropped connection mid-stream
+                raise _storage_error(exc) from exc
+
+        return ChunkStream(read, body.close, length=response["ContentLength"])
 
     async def delete(self, key: str) -> None:
         validate_key(key)
@@ -304,10 +312,12 @@ class S3Storage:
         def run() -> int:
             count = 0
             pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix
+                Bucket=self.bucket,
+                Prefix=prefix,
+                PaginationConfig={"PageSize": self.list_page_size},
             )
             for page in pages:
-                # A page holds at most 1000 keys, DeleteObjects' limit.
+                # A page holds at most 1000 keys: DeleteObjects' limit too.
                 objects: list[ObjectIdentifierTypeDef] = [
                     {"Key": item["Key"]} for item in page.get("Contents", [])
                 ]
@@ -407,7 +417,10 @@ class S3Storage:
 
         def run() -> list[StoredPart]:
             pages = self._client.get_paginator("list_parts").paginate(
-                Bucket=self.bucket, Key=key, UploadId=multipart_id
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=multipart_id,
+                PaginationConfig={"PageSize": self.list_page_size},
             )
             return [
                 StoredPart(
@@ -444,3 +457,47 @@ class S3Storage:
                 Key=key,
                 UploadId=multipart_id,
             )
+
+    async def reopen_multipart(self, key: str, *, part_size: int, content_type: str | None) -> str:
+        if part_size < 1:
+            raise ValueError("part_size must be positive")
+        info = await self.stat(key)
+        if info is None:
+            raise ObjectNotFound(key)
+        size = info.size
+        count = max(1, -(-size // part_size))
+        validate_part_number(count)
+        upload_id = await self.create_multipart(key, content_type=content_type)
+
+        def run() -> None:
+            for number in range(1, count + 1):
+                start = (number - 1) * part_size
+                span = f"bytes={start}-{min(size, start + part_size) - 1}"
+                if size > MIN_PART_SIZE:
+                    # Server-side copy; S3 only copies ranges of objects over 5 MB.
+                    self._client.upload_part_copy(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        CopySource={"Bucket": self.bucket, "Key": key},
+                        CopySourceRange=span,
+                        CopySourceIfMatch=f'"{info.etag}"',
+                    )
+                    continue
+                data = b""  # an empty object is one empty part
+                if size:  # small: at most 5 MiB in memory
+                    response = self._client.get_object(Bucket=self.bucket, Key=key, Range=span)
+                    with response["Body"] as body:
+                        data = body.read()
+                self._client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                )
+
+        try:
+            await self._run(run)
+        except BaseException:
+            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
+                await self.abort_multipart(key, upload_id)
+            raise
+        return upload_id

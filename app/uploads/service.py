@@ -94,7 +94,9 @@ def _ensure_active(upload: Upload) -> None:
     if upload.status == UploadStatus.completed:
         raise Conflict("The upload is already complete.", code="upload_completed")
     if upload.status != UploadStatus.active:
-        raise Conflict(f"The upload is {upload.status.value}.", code=f"upload_{upload.status.value}")
+        raise Conflict(
+            f"The upload is {upload.status.value}.", code=f"upload_{upload.status.value}"
+        )
     if upload.expires_at <= utcnow():
         raise Conflict("The upload has expired.", code="upload_expired")
 
@@ -355,7 +357,9 @@ async def put_source(
         )
     stream = _HashingLimitedStream(body, clip.size_bytes)
     try:
-        await storage.put_stream(clip.source_key, stream.__aiter__(), content_type=clip.content_type)
+        await storage.put_stream(
+            clip.source_key, stream.__aiter__(), content_type=clip.content_type
+        )
     except BaseException:
         await storage.delete(clip.source_key)
         raise

@@ -27,15 +27,32 @@ async def create_clip(client: httpx.AsyncClient, actor: Any, **overrides: Any) -
     return r.json()  # type: ignore[no-any-return]
 
 
-async def test_create_clip_returns_clip_and_upload(client: httpx.AsyncClient, make_org: Any) -> None:
+async def test_create_clip_returns_clip_and_upload(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
     org = await make_org()
     rep = await org.add_user("rep")
     created = await create_clip(client, rep)
     clip, upload = created["clip"], created["upload"]
     expected = {
-        "id", "org_id", "owner_id", "title", "description", "kind", "stage", "skills",
-        "visibility", "status", "progress", "error", "duration_ms", "width", "height",
-        "is_exemplar", "created_at", "updated_at",
+        "id",
+        "org_id",
+        "owner_id",
+        "title",
+        "description",
+        "kind",
+        "stage",
+        "skills",
+        "visibility",
+        "status",
+        "progress",
+        "error",
+        "duration_ms",
+        "width",
+        "height",
+        "is_exemplar",
+        "created_at",
+        "updated_at",
     }
     assert expected <= set(clip)
     assert clip["status"] == "awaiting_upload"
@@ -65,9 +82,7 @@ async def test_create_clip_validation(client: httpx.AsyncClient, make_org: Any) 
         r = await client.post("/v1/clips", json=clip_body(**override), headers=rep.headers)
         assert r.status_code == 422, override
         assert r.json()["error"]["code"] == code, override
-    r = await client.post(
-        "/v1/clips", json=clip_body(size_bytes=9 * 1024**3), headers=rep.headers
-    )
+    r = await client.post("/v1/clips", json=clip_body(size_bytes=9 * 1024**3), headers=rep.headers)
     assert r.status_code == 413
     r = await client.get("/v1/clips", headers=rep.headers)
     assert r.json()["items"] == []  # nothing half-written
@@ -111,7 +126,9 @@ async def test_visibility_rules(client: httpx.AsyncClient, make_org: Any) -> Non
     for actor, can_see_private in ((owner, True), (coach, True), (org.admin, True), (peer, False)):
         r = await client.get(f"/v1/clips/{private['id']}", headers=actor.headers)
         assert r.status_code == (200 if can_see_private else 404), actor.role
-        ids = {c["id"] for c in (await client.get("/v1/clips", headers=actor.headers)).json()["items"]}
+        ids = {
+            c["id"] for c in (await client.get("/v1/clips", headers=actor.headers)).json()["items"]
+        }
         assert public["id"] in ids
         assert (private["id"] in ids) == can_see_private
 
@@ -150,8 +167,13 @@ async def test_list_filters_and_pagination(client: httpx.AsyncClient, make_org: 
     await create_clip(client, rep, title="Cold call opener", stage="prospecting", skills=[])
     await create_clip(client, rep, title="ROI story", stage="closing", skills=["value_roi"])
     await create_clip(
-        client, top, title="Great close", kind="exemplar", stage="closing",
-        description="How to handle the 100% discount ask", skills=[],
+        client,
+        top,
+        title="Great close",
+        kind="exemplar",
+        stage="closing",
+        description="How to handle the 100% discount ask",
+        skills=[],
     )
 
     async def titles(**params: Any) -> list[str]:

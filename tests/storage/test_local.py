@@ -192,6 +192,10 @@ def test_build_storage(tmp_path: Path, s3_endpoint: str) -> None:
     )
     assert isinstance(local, LocalStorage) and local.kind == "local"
     assert (tmp_path / "m").is_dir()
+    assert local.min_part_size == 5 * 1024 * 1024
+    tiny_parts = Settings(media_dir=tmp_path / "m", secret_key=SECRET, upload_part_size=65536)
+    local = build_storage(tiny_parts, base_url="http://api.test")
+    assert isinstance(local, LocalStorage) and local.min_part_size == 65536
     s3 = build_storage(
         Settings(storage="s3", s3_bucket="b", s3_endpoint_url=s3_endpoint, secret_key=SECRET),
         base_url="http://api.test",

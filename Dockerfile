@@ -1,0 +1,26 @@
+# One image for both process kinds: `peerpitch serve` (default) and `peerpitch worker`.
+FROM python:3.11-slim
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg \
+ && rm -rf /var/lib/apt/lists/*
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PEERPITCH_ENV=production \
+    PEERPITCH_LOG_FORMAT=json
+
+WORKDIR /srv/peerpitch
+COPY pyproject.toml README.md alembic.ini ./
+COPY app ./app
+COPY workers ./workers
+COPY alembic ./alembic
+RUN pip install --no-cache-dir . \
+ && useradd --create-home --uid 10001 peerpitch \
+ && mkdir -p /srv/peerpitch/var \
+ && chown -R peerpitch /srv/peerpitch/var
+
+USER peerpitch
+EXPOSE 8000
+# Run `peerpitch migrate` once per release (e.g. a one-off container) before new API processes.
+CMD ["peerpitch", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,352 @@
+"""The upload protocol end to end, identical on local storage and on S3 (moto over HTTP)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from app.jobs.models import Job
+from tests.api.test_clips import clip_body
+from tests.fixtures.s3 import s3_bucket, s3_client, s3_endpoint  # noqa: F401
+
+PART = 64 * 1024  # tiny parts: PEERPITCH_UPLOAD_PART_SIZE may go below S3's 5 MiB in tests
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(make_settings: Any, backend: str, request: pytest.FixtureRequest) -> Any:
+    overrides: dict[str, Any] = {"upload_part_size": PART}
+    if backend == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        bucket = request.getfixturevalue("s3_bucket")
+        overrides.update(storage="s3", s3_endpoint_url=endpoint, s3_bucket=bucket)
+    return make_settings(**overrides)
+
+
+class Uploader:
+    """A client that follows the protocol the way a phone or browser would."""
+
+    def __init__(self, api: httpx.AsyncClient, actor: Any) -> None:
+        self.api = api
+        self.actor = actor
+        # Part URLs point at S3 or at this API; both are fetched without Authorization.
+        self.raw = httpx.AsyncClient(timeout=30)
+
+    async def put_part(self, url: str, data: bytes) -> httpx.Response:
+        if url.startswith("http://testserver"):
+            parts = urlsplit(url)
+            return await self.api.put(f"{parts.path}?{parts.query}", content=data)
+        return await self.raw.put(url, content=data)
+
+    async def part_urls(self, upload_id: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
+        r = await self.api.post(
+            f"/v1/uploads/{upload_id}/parts",
+            json={"part_numbers": numbers},
+            headers=self.actor.headers,
+        )
+        assert r.status_code == 200, r.text
+        return {p["number"]: p for p in r.json()["parts"]}
+
+    async def send(
+        self, upload_id: str, data: bytes, numbers: list[int], part_size: int
+    ) -> dict[int, str]:
+        etags: dict[int, str] = {}
+        for number, target in (await self.part_urls(upload_id, numbers)).items():
+            chunk = data[(number - 1) * part_size : number * part_size]
+            r = await self.put_part(target["url"], chunk)
+            assert r.status_code == 200, r.text
+            etags[number] = r.headers["etag"]
+        return etags
+
+    async def complete(self, upload_id: str, etags: dict[int, str]) -> httpx.Response:
+        parts = [{"number": n, "etag": e} for n, e in sorted(etags.items())]
+        return await self.api.post(
+            f"/v1/uploads/{upload_id}/complete", json={"parts": parts}, headers=self.actor.headers
+        )
+
+    async def close(self) -> None:
+        await self.raw.aclose()
+
+
+@pytest.fixture
+async def uploader(client: httpx.AsyncClient, make_org: Any) -> AsyncIterator[Uploader]:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    u = Uploader(client, rep)
+    yield u
+    await u.close()
+
+
+async def _transcode_jobs(app: Any, clip_id: str) -> list[Job]:
+    async with app.state.sessionmaker() as session:
+        jobs = (await session.scalars(select(Job).where(Job.kind == "transcode_clip"))).all()
+    return [j for j in jobs if j.payload["clip_id"] == clip_id]
+
+
+async def test_interrupted_upload_resumes_and_completes(
+    app: Any, client: httpx.AsyncClient, uploader: Uploader, backend: str
+) -> None:
+    data = os.urandom(PART * 2 + 1000)
+    created = await client.post(
+        "/v1/clips",
+        json=clip_body(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()),
+        headers=uploader.actor.headers,
+    )
+    assert created.status_code == 201, created.text
+    upload = created.json()["upload"]
+    clip_id = created.json()["clip"]["id"]
+    assert (upload["part_size"], upload["part_count"]) == (PART, 3)
+
+    # The client sends part 1, then "crashes".
+    await uploader.send(upload["id"], data, [1], PART)
+
+    # After restarting it asks what is stored and sends only the rest.
+    r = await client.get(f"/v1/uploads/{upload['id']}", headers=uploader.actor.headers)
+    assert r.status_code == 200
+    state = r.json()
+    assert state["status"] == "active"
+    assert [(p["number"], p["size"]) for p in state["uploaded_parts"]] == [(1, PART)]
+    etags = {p["number"]: p["etag"] for p in state["uploaded_parts"]}
+    etags |= await uploader.send(upload["id"], data, [2, 3], PART)
+
+    assert await _transcode_jobs(app, clip_id) == []
+    r = await uploader.complete(upload["id"], etags)
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "processing"
+    assert len(await _transcode_jobs(app, clip_id)) == 1
+
+    stored = app.state.storage
+    source_key = f"orgs/{uploader.actor.org_id}/clips/{clip_id}/source"
+    assert await stored.sha256(source_key) == hashlib.sha256(data).hexdigest()
+
+    # Completing twice is a conflict, and the upload reports completion.
+    r = await uploader.complete(upload["id"], etags)
+    assert r.status_code == 409
+    r = await client.get(f"/v1/uploads/{upload['id']}", headers=uploader.actor.headers)
+    assert r.json()["status"] == "completed"
+
+
+async def test_resent_part_replaces_the_old_one(
+    client: httpx.AsyncClient, uploader: Uploader
+) -> None:
+    data = os.urandom(PART + 10)
+    created = (
+        await client.post(
+            "/v1/clips", json=clip_body(size_bytes=len(data)), headers=uploader.actor.headers
+        )
+    ).json()
+    upload_id = created["upload"]["id"]
+    await uploader.send(upload_id, b"x" * PART + b"y" * 10, [1, 2], PART)
+    etags = await uploader.send(upload_id, data, [1, 2], PART)
+    state = (await client.get(f"/v1/uploads/{upload_id}", headers=uploader.actor.headers)).json()
+    stored = {p["number"]: p["etag"].strip('"') for p in state["uploaded_parts"]}
+    assert stored == {n: e.strip('"') for n, e in etags.items()}
+    assert (await uploader.complete(upload_id, etags)).status_code == 202
+
+
+async def test_complete_with_missing_parts_is_409_and_stays_resumable(
+    client: httpx.AsyncClient, uploader: Uploader
+) -> None:
+    data = os.urandom(PART * 2 + 5)
+    created = (
+        await client.post(
+            "/v1/clips", json=clip_body(size_bytes=len(data)), headers=uploader.actor.headers
+        )
+    ).json()
+    upload_id = created["upload"]["id"]
+    etags = await uploader.send(upload_id, data, [1, 3], PART)
+    r = await uploader.complete(upload_id, {**etags, 2: '"deadbeef"'})
+    assert r.status_code == 409
+    err = r.json()["error"]
+    assert err["code"] == "upload_incomplete"
+    assert err["details"]["missing_parts"] == [2]
+
+    etags |= await uploader.send(upload_id, data, [2], PART)
+    assert (await uploader.complete(upload_id, etags)).status_code == 202
+
+
+async def test_checksum_mismatch_is_422_and_stays_resumable(
+    client: httpx.AsyncClient, uploader: Uploader
+) -> None:
+    data = os.urandom(PART + 100)
+    created = (
+        await client.post(
+            "/v1/clips",
+            json=clip_body(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()),
+            headers=uploader.actor.headers,
+        )
+    ).json()
+    upload_id = created["upload"]["id"]
+    corrupted = data[:PART] + b"\0" * 100  # the last part got mangled in transit
+    etags = await uploader.send(upload_id, corrupted, [1, 2], PART)
+    r = await uploader.complete(upload_id, etags)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "checksum_mismatch"
+
+    # The stored parts survive: only the bad one is resent.
+    state = (await client.get(f"/v1/uploads/{upload_id}", headers=uploader.actor.headers)).json()
+    assert state["status"] == "active"
+    assert sorted(p["number"] for p in state["uploaded_parts"]) == [1, 2]
+    first = {p["number"]: p["etag"] for p in state["uploaded_parts"]}
+    etags = {1: first[1]} | await uploader.send(upload_id, data, [2], PART)
+    r = await uploader.complete(upload_id, etags)
+    assert r.status_code == 202, r.text
+
+
+async def test_part_errors(
+    client: httpx.AsyncClient, uploader: Uploader, backend: str, make_org: Any
+) -> None:
+    data = os.urandom(PART + 1)
+    created = (
+        await client.post(
+            "/v1/clips", json=clip_body(size_bytes=len(data)), headers=uploader.actor.headers
+        )
+    ).json()
+    upload_id = created["upload"]["id"]
+
+    r = await client.post(
+        f"/v1/uploads/{upload_id}/parts", json={"part_numbers": [3]}, headers=uploader.actor.headers
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "invalid_part_number"
+
+    if backend == "local":
+        url = (await uploader.part_urls(upload_id, [1]))[1]["url"]
+        r = await uploader.put_part(url, os.urandom(PART + 1))
+        assert r.status_code == 413
+        assert r.json()["error"]["code"] == "part_too_large"
+        forged = url.replace("signature=", "signature=0")
+        r = await uploader.put_part(forged, b"x")
+        assert r.status_code == 403
+        expired = url.split("?")[0] + "?expires=1&signature=" + url.split("signature=")[1]
+        assert (await uploader.put_part(expired, b"x")).status_code == 403
+        state = (
+            await client.get(f"/v1/uploads/{upload_id}", headers=uploader.actor.headers)
+        ).json()
+        assert state["uploaded_parts"] == []  # nothing half-written
+
+    # Another org cannot see or touch the upload.
+    other = (await make_org("Intruders")).admin
+    for method, path, body in (
+        ("GET", f"/v1/uploads/{upload_id}", None),
+        ("POST", f"/v1/uploads/{upload_id}/parts", {"part_numbers": [1]}),
+        ("POST", f"/v1/uploads/{upload_id}/complete", {"parts": [{"number": 1, "etag": "x"}]}),
+        ("DELETE", f"/v1/uploads/{upload_id}", None),
+    ):
+        r = await client.request(method, path, json=body, headers=other.headers)
+        assert r.status_code == 404, (method, path)
+
+
+async def test_abort_frees_parts_and_fails_clip(
+    client: httpx.AsyncClient, uploader: Uploader
+) -> None:
+    data = os.urandom(PART + 1)
+    created = (
+        await client.post(
+            "/v1/clips", json=clip_body(size_bytes=len(data)), headers=uploader.actor.headers
+        )
+    ).json()
+    upload_id, clip_id = created["upload"]["id"], created["clip"]["id"]
+    await uploader.send(upload_id, data, [1], PART)
+    r = await client.delete(f"/v1/uploads/{upload_id}", headers=uploader.actor.headers)
+    assert r.status_code == 204
+    state = (await client.get(f"/v1/uploads/{upload_id}", headers=uploader.actor.headers)).json()
+    assert state["status"] == "aborted"
+    assert state["uploaded_parts"] == []
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=uploader.actor.headers)).json()
+    assert clip["status"] == "failed"
+    assert clip["error"]["code"] == "upload_aborted"
+    r = await client.post(
+        f"/v1/uploads/{upload_id}/parts", json={"part_numbers": [1]}, headers=uploader.actor.headers
+    )
+    assert r.status_code == 409
+
+
+async def test_upload_to_deleted_clip_is_404(client: httpx.AsyncClient, uploader: Uploader) -> None:
+    created = (
+        await client.post(
+            "/v1/clips", json=clip_body(size_bytes=10), headers=uploader.actor.headers
+        )
+    ).json()
+    url = (await uploader.part_urls(created["upload"]["id"], [1]))[1]["url"]
+    r = await client.delete(f"/v1/clips/{created['clip']['id']}", headers=uploader.actor.headers)
+    assert r.status_code == 204
+    r = await client.get(f"/v1/uploads/{created['upload']['id']}", headers=uploader.actor.headers)
+    assert r.status_code == 404
+    r = await client.put(
+        f"/v1/clips/{created['clip']['id']}/source",
+        content=b"0123456789",
+        headers=uploader.actor.headers,
+    )
+    assert r.status_code == 404
+    if "testserver" in url:
+        assert (await uploader.put_part(url, b"0123456789")).status_code == 404
+
+
+async def test_put_source_streams_whole_file(
+    app: Any, client: httpx.AsyncClient, uploader: Uploader
+) -> None:
+    data = os.urandom(300_000)
+    created = (
+        await client.post(
+            "/v1/clips",
+            json=clip_body(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()),
+            headers=uploader.actor.headers,
+        )
+    ).json()
+    clip_id = created["clip"]["id"]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 65536):
+            yield data[i : i + 65536]
+
+    r = await client.put(
+        f"/v1/clips/{clip_id}/source", content=chunks(), headers=uploader.actor.headers
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "processing"
+    assert len(await _transcode_jobs(app, clip_id)) == 1
+    source_key = f"orgs/{uploader.actor.org_id}/clips/{clip_id}/source"
+    assert await app.state.storage.sha256(source_key) == hashlib.sha256(data).hexdigest()
+    r = await client.put(
+        f"/v1/clips/{clip_id}/source", content=data, headers=uploader.actor.headers
+    )
+    assert r.status_code == 409
+
+
+async def test_put_source_rejects_wrong_size_and_checksum(
+    app: Any, client: httpx.AsyncClient, uploader: Uploader
+) -> None:
+    data = os.urandom(5000)
+    created = (
+        await client.post(
+            "/v1/clips",
+            json=clip_body(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()),
+            headers=uploader.actor.headers,
+        )
+    ).json()
+    clip_id = created["clip"]["id"]
+    url = f"/v1/clips/{clip_id}/source"
+    h = uploader.actor.headers
+    assert (await client.put(url, content=data + b"x", headers=h)).status_code == 413
+    r = await client.put(url, content=data[:-1], headers=h)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "size_mismatch"
+    r = await client.put(url, content=b"\0" + data[1:], headers=h)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "checksum_mismatch"
+    source_key = f"orgs/{uploader.actor.org_id}/clips/{clip_id}/source"
+    assert await app.state.storage.stat(source_key) is None  # nothing half-written
+    assert await _transcode_jobs(app, clip_id) == []
+    assert (await client.put(url, content=data, headers=h)).status_code == 202

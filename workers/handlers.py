@@ -1,0 +1,12 @@
+"""The job kinds and periodic tasks of the product, registered into the worker registry."""
+
+from __future__ import annotations
+
+from app.clips.tasks import purge_clip, transcode_clip
+from app.uploads.tasks import expire_uploads
+from workers.registry import registry
+
+registry.add("transcode_clip", transcode_clip)
+registry.add("purge_clip", purge_clip)
+# Runs in every worker; the sweep is one guarded UPDATE per expired upload, safe to overlap.
+registry.register_periodic("uploads.expire", 300, expire_uploads)
