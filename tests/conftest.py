@@ -7,6 +7,8 @@ import os
 
 # moto reads this at import: lets S3 multipart tests use tiny parts instead of 5 MiB ones.
 os.environ.setdefault("S3_UPLOAD_PART_MIN_SIZE", "1024")
+# No test may wait on the cloud instance-metadata endpoint for credentials.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 import asyncio
 import uuid

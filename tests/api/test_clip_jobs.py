@@ -1,0 +1,169 @@
+"""Clip and upload background work, run by a real Worker with the product's handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from app.db import utcnow
+from app.jobs.models import Job, JobStatus
+from app.uploads.models import Upload
+from app.uploads.tasks import expire_uploads
+from tests.api.test_clips import clip_body
+from workers.main import load_handlers
+from workers.registry import TaskContext
+from workers.runtime import Worker
+
+
+@pytest.fixture
+async def worker(app: Any) -> AsyncIterator[Worker]:
+    w = Worker(
+        app.state.settings,
+        app.state.engine,
+        app.state.sessionmaker,
+        {"storage": app.state.storage},
+        load_handlers(),
+        2,
+        grace_s=5,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.run(stop))
+    yield w
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+async def wait_for_job(app: Any, kind: str, clip_id: str, timeout: float = 20) -> Job:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with app.state.sessionmaker() as session:
+            jobs = (await session.scalars(select(Job).where(Job.kind == kind))).all()
+        done = [
+            j
+            for j in jobs
+            if j.payload["clip_id"] == clip_id
+            and j.status in (JobStatus.succeeded, JobStatus.failed, JobStatus.dead)
+        ]
+        if done:
+            return done[0]
+        assert asyncio.get_running_loop().time() < deadline, f"{kind} did not finish"
+        await asyncio.sleep(0.1)
+
+
+async def test_upload_then_delete_purges_all_media(
+    app: Any, client: httpx.AsyncClient, make_org: Any, worker: Worker
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    data = os.urandom(2048)
+    created = (
+        await client.post("/v1/clips", json=clip_body(size_bytes=len(data)), headers=rep.headers)
+    ).json()
+    clip_id = created["clip"]["id"]
+    r = await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=rep.headers)
+    assert r.status_code == 202
+
+    # The source check runs; the clip is never marked viewable or ready without renditions.
+    job = await wait_for_job(app, "transcode_clip", clip_id)
+    assert job.status == JobStatus.succeeded
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+    assert clip["status"] == "processing"
+
+    storage = app.state.storage
+    prefix = f"orgs/{org.org_id}/clips/{clip_id}/"
+    await storage.put_stream(prefix + "hls/extra.m4s", _chunks(b"rendition"))
+    assert await storage.stat(prefix + "source") is not None
+
+    assert (await client.delete(f"/v1/clips/{clip_id}", headers=rep.headers)).status_code == 204
+    job = await wait_for_job(app, "purge_clip", clip_id)
+    assert job.status == JobStatus.succeeded
+    assert await storage.stat(prefix + "source") is None
+    assert await storage.stat(prefix + "hls/extra.m4s") is None
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def test_transcode_of_missing_source_fails_the_clip(
+    app: Any, client: httpx.AsyncClient, make_org: Any, worker: Worker
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    data = os.urandom(100)
+    created = (
+        await client.post("/v1/clips", json=clip_body(size_bytes=len(data)), headers=rep.headers)
+    ).json()
+    clip_id = created["clip"]["id"]
+    assert (
+        await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=rep.headers)
+    ).status_code == 202
+    await app.state.storage.delete(f"orgs/{org.org_id}/clips/{clip_id}/source")
+    await wait_for_job(app, "transcode_clip", clip_id)
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+    assert clip["status"] == "failed"
+    assert clip["error"]["code"] == "source_missing"
+
+
+async def test_stale_uploads_expire(app: Any, client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    stale = (await client.post("/v1/clips", json=clip_body(), headers=rep.headers)).json()
+    fresh = (await client.post("/v1/clips", json=clip_body(), headers=rep.headers)).json()
+    r = await client.post(
+        f"/v1/uploads/{stale['upload']['id']}/parts",
+        json={"part_numbers": [1]},
+        headers=rep.headers,
+    )
+    url = r.json()["parts"][0]["url"].replace("http://testserver", "")
+    assert (await client.put(url, content=b"x" * 1000)).status_code == 200
+
+    async with app.state.sessionmaker.begin() as session:
+        await session.execute(
+            update(Upload)
+            .where(Upload.id == uuid.UUID(stale["upload"]["id"]))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    ctx = TaskContext(
+        settings=app.state.settings,
+        engine=app.state.engine,
+        sessionmaker=app.state.sessionmaker,
+        services={"storage": app.state.storage},
+        worker_id="test",
+    )
+    await expire_uploads(ctx)
+    await expire_uploads(ctx)  # idempotent
+
+    clip = (await client.get(f"/v1/clips/{stale['clip']['id']}", headers=rep.headers)).json()
+    assert clip["status"] == "failed"
+    assert clip["error"]["code"] == "upload_expired"
+    state = (await client.get(f"/v1/uploads/{stale['upload']['id']}", headers=rep.headers)).json()
+    assert state["status"] == "expired"
+    assert state["uploaded_parts"] == []
+    assert (await client.put(url, content=b"x" * 1000)).status_code == 409
+    other = (await client.get(f"/v1/clips/{fresh['clip']['id']}", headers=rep.headers)).json()
+    assert other["status"] == "awaiting_upload"
+
+
+async def test_readyz_reports_storage_down(make_settings: Any) -> None:
+    from app.main import create_app
+
+    settings = make_settings(
+        storage="s3", s3_endpoint_url="http://127.0.0.1:9", s3_bucket="nowhere"
+    )
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        r = await c.get("/readyz")
+    assert r.status_code == 503
+    details = r.json()["error"]["details"]
+    assert details["database"] == "ok"
+    assert details["storage"].startswith("error")
