@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     upload_url_ttl_s: int = Field(default=3600, ge=10)
     upload_ttl_s: int = Field(default=48 * 3600, ge=60)
 
+    # Media processing
+    max_duration_s: int = Field(default=1800, ge=1)
+    max_dimension: int = Field(default=4096, ge=16)
+    # Where workers download sources and write renditions before uploading (default: system temp).
+    scratch_dir: Path | None = None
+    # Force one x264 preset for every rendition (tests use "ultrafast"); default: per rung.
+    transcode_preset: str | None = None
+
     # Jobs and workers
     embedded_worker: bool | None = None
     worker_concurrency: int = Field(default=2, ge=1)

@@ -94,6 +94,11 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    # Every mapper must be configured before the first query: a model whose foreign key
+    # points at a table that was never imported silently loses its column type (UUIDs then
+    # come back as raw strings). Importing the registry here covers API, worker and CLI.
+    import app.models  # noqa: F401
+
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)

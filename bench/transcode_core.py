@@ -3,10 +3,14 @@
 Generates a 60 s 1920x1080 30 fps clip with audio, then measures, interleaved so that other
 load on the machine hits every variant alike:
 
-- ours:      app.media.transcode() — time to on_viewable and to return, as x duration;
-- bare:      the same ffmpeg commands run directly, one after the other (our overhead);
-- per-rung:  the same ladder with one ffmpeg process per rendition (MediaCMS style), run
-             one after the other, and all at once.
+- ours:        app.media.transcode() — time to on_viewable and to return, as x duration;
+- single-pass: transcode(early_viewable=False): the whole ladder in one process;
+- bare:        the same ffmpeg commands as `ours` run directly, one after the other;
+- per-rung:    one ffmpeg process per rendition, storyboard and poster riding along with the
+               first (strict: the only duplicated work is decoding);
+- mediacms:    one process per rendition plus the storyboard sprite and the poster in their
+               own processes, as MediaCMS does (produce_sprite_from_video decodes it all);
+- per-rung concurrent (--concurrent): the per-rung processes all at once.
 
 CPU seconds (children's user+sys) are printed too: unlike wall time they do not depend on
 what else the machine is running.
@@ -36,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from app.media import transcode
 from app.media.pipeline import OutputFile, concat_rendition
 from app.media.plan import TranscodePlan, encode_args, plan_transcode, remux_download_args
-from app.media.probe import probe
+from app.media.probe import input_args, probe
 
 DURATION_S = 60
 GLOBAL = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
@@ -68,7 +72,9 @@ def make_source(path: Path, noise: bool) -> None:
     asyncio.run(sh(args, path.parent))
 
 
-async def ours(src: Path, out: Path, preset: str | None, threads: int | None) -> dict[str, float]:
+async def ours(
+    src: Path, out: Path, preset: str | None, threads: int | None, early: bool = True
+) -> dict[str, float]:
     t0 = time.monotonic()
     marks: dict[str, float] = {}
 
@@ -83,6 +89,7 @@ async def ours(src: Path, out: Path, preset: str | None, threads: int | None) ->
         on_viewable=viewable,
         preset=preset,
         x264_threads=threads,
+        early_viewable=early,
     )
     marks["ready"] = time.monotonic() - t0
     return marks
@@ -101,14 +108,41 @@ async def bare(src: Path, out: Path, plan: TranscodePlan, threads: int | None) -
     await sh(remux_download_args(out / ".download.fmp4"), out)
 
 
+def image_jobs(src: Path, plan: TranscodePlan) -> list[list[str]]:
+    """Storyboard and poster as separate ffmpeg runs (same filters as our first pass)."""
+    sb, po = plan.storyboard, plan.poster
+    graph = (
+        f"[0:{plan.video_index}]fps={plan.fps.numerator}/{plan.fps.denominator},"
+        f"select='gte(t,selected_n*{sb.interval_s})',scale={sb.tile_width}:{sb.tile_height},"
+        f"setsar=1,tile={sb.columns}x{sb.rows}[o]"
+    )
+    sprite = [*input_args(src), "-filter_complex", graph, "-map", "[o]", "-frames:v", "1"]
+    sprite += ["-q:v", "3", "-f", "image2", "-update", "1", "storyboard.jpg"]
+    poster_graph = (
+        f"[0:{plan.video_index}]trim=duration=1,scale={po.width}:{po.height},"
+        f"thumbnail=n={po.window_frames}[o]"
+    )
+    poster = ["-ss", f"{po.at_s:.3f}", *input_args(src), "-filter_complex", poster_graph]
+    poster += ["-map", "[o]", "-frames:v", "1", "-q:v", "3", "-f", "image2", "poster.jpg"]
+    return [sprite, poster]
+
+
 async def per_rung(
-    src: Path, out: Path, plan: TranscodePlan, threads: int | None, concurrent: bool
+    src: Path,
+    out: Path,
+    plan: TranscodePlan,
+    threads: int | None,
+    concurrent: bool,
+    separate_images: bool = False,
 ) -> None:
     out.mkdir()
     jobs = []
     for i, r in enumerate(plan.renditions):
         (out / r.name).mkdir()
-        jobs.append(encode_args(plan, src, [r], with_images=i == 0, x264_threads=threads))
+        images = i == 0 and not separate_images
+        jobs.append(encode_args(plan, src, [r], with_images=images, x264_threads=threads))
+    if separate_images:
+        jobs += image_jobs(src, plan)
     if concurrent:
         await asyncio.gather(*(sh(a, out) for a in jobs))
     else:
@@ -130,7 +164,7 @@ def main() -> None:
     ap.add_argument("--noise", action="store_true")
     ap.add_argument("--preset", default=None, help="force one x264 preset for all rungs")
     ap.add_argument("--threads", type=int, default=None, help="x264 threads per encoder")
-    ap.add_argument("--skip-concurrent", action="store_true")
+    ap.add_argument("--concurrent", action="store_true", help="also per-rung all at once")
     opts = ap.parse_args()
 
     cache = Path(tempfile.gettempdir()) / "peerpitch-bench"
@@ -145,13 +179,15 @@ def main() -> None:
         )
     )
     results: dict[str, list[tuple[float, float]]] = {}
-    marks: list[dict[str, float]] = []
+    marks: dict[str, list[dict[str, float]]] = {}
     variants: list[tuple[str, Callable[[Path], Awaitable[object]]]] = [
         ("ours", lambda o: ours(src, o, opts.preset, opts.threads)),
+        ("single-pass", lambda o: ours(src, o, opts.preset, opts.threads, early=False)),
         ("bare", lambda o: bare(src, o, plan, opts.threads)),
-        ("per-rung sequential", lambda o: per_rung(src, o, plan, opts.threads, False)),
+        ("per-rung", lambda o: per_rung(src, o, plan, opts.threads, False)),
+        ("mediacms", lambda o: per_rung(src, o, plan, opts.threads, False, True)),
     ]
-    if not opts.skip_concurrent:
+    if opts.concurrent:
         variants.append(
             ("per-rung concurrent", lambda o: per_rung(src, o, plan, opts.threads, True))
         )
@@ -163,20 +199,23 @@ def main() -> None:
             finally:
                 shutil.rmtree(work)
             results.setdefault(name, []).append((wall, cpu))
-            if name == "ours":
+            if name in ("ours", "single-pass"):
                 assert isinstance(value, dict)
-                marks.append(value)
+                marks.setdefault(name, []).append(value)
             print(f"  rep {rep + 1} {name:22s} wall {wall:6.1f}s  cpu {cpu:6.1f}s", flush=True)
 
     def med(name: str, i: int) -> float:
         return statistics.median(x[i] for x in results[name])
 
     d = DURATION_S
-    viewable = statistics.median(m["viewable"] for m in marks)
-    ready = statistics.median(m["ready"] for m in marks)
     print(f"\nmedians over {opts.reps} rep(s), load average now {os.getloadavg()[0]:.1f}")
-    print(f"time to viewable  {viewable:6.1f}s = {viewable / d:.3f}x duration (goal <= 0.2)")
-    print(f"time to ready     {ready:6.1f}s = {ready / d:.3f}x duration (goal <= 0.7)")
+    for name, runs in marks.items():
+        viewable = statistics.median(m["viewable"] for m in runs)
+        ready = statistics.median(m["ready"] for m in runs)
+        print(
+            f"{name:12s} viewable {viewable:5.1f}s = {viewable / d:.3f}x (goal <= 0.2)   "
+            f"ready {ready:5.1f}s = {ready / d:.3f}x (goal <= 0.7)"
+        )
     for name, _ in variants[1:]:
         print(
             f"ours / {name:22s} wall {med('ours', 0) / med(name, 0):.3f}  "

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from app.clips.tasks import purge_clip, transcode_clip
+from app.clips.tasks import purge_clip
 from app.uploads.tasks import expire_uploads
 from workers.registry import registry
+from workers.transcode import transcode_clip
 
 registry.add("transcode_clip", transcode_clip)
 registry.add("purge_clip", purge_clip)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -58,6 +59,15 @@ class Clip(TenantMixin, TimestampMixin, Base):
     width: Mapped[int | None]
     height: Mapped[int | None]
     is_exemplar: Mapped[bool] = mapped_column(default=False)
+    # Facts from probing the source (set by the transcode job).
+    fps: Mapped[float | None]
+    has_audio: Mapped[bool | None]
+    video_codec: Mapped[str | None] = mapped_column(String(32))
+    audio_codec: Mapped[str | None] = mapped_column(String(32))
+    bitrate: Mapped[int | None] = mapped_column(BigInteger)
+    # The published renditions (see workers/transcode.py): replaced in one row update, so a
+    # reader sees either the previous set or the new one, never a half-stored rendition.
+    media: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(127))

@@ -16,6 +16,12 @@ class ClipError(BaseModel):
     message: str
 
 
+class RenditionOut(BaseModel):
+    width: int
+    height: int
+    bandwidth: int
+
+
 class ClipOut(BaseModel):
     id: uuid.UUID
     org_id: uuid.UUID
@@ -33,6 +39,9 @@ class ClipOut(BaseModel):
     width: int | None
     height: int | None
     is_exemplar: bool
+    fps: float | None
+    has_audio: bool | None
+    renditions: list[RenditionOut] = Field(description="Published HLS variants, lowest first.")
     filename: str
     content_type: str
     size_bytes: int
@@ -61,6 +70,12 @@ class ClipOut(BaseModel):
             width=clip.width,
             height=clip.height,
             is_exemplar=clip.is_exemplar,
+            fps=clip.fps,
+            has_audio=clip.has_audio,
+            renditions=[
+                RenditionOut(width=v["width"], height=v["height"], bandwidth=v["bandwidth"])
+                for v in (clip.media or {}).get("variants", [])
+            ],
             filename=clip.filename,
             content_type=clip.content_type,
             size_bytes=clip.size_bytes,

@@ -1,4 +1,4 @@
-"""Background work on clips: media purge after delete, and the source check before transcode."""
+"""Background work on clips: media purge after delete (transcoding is workers/transcode.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy import select
 
-from app.clips.models import Clip, ClipStatus
+from app.clips.models import Clip
 from app.jobs.service import PermanentJobError
 from app.storage.base import Storage
 from app.uploads.models import Upload, UploadStatus
@@ -44,24 +44,3 @@ async def purge_clip(ctx: JobContext) -> None:
         prefix = clip.media_prefix
     removed = await storage.delete_prefix(prefix)
     log.info("purged clip %s: %d objects", clip_id, removed)
-
-
-async def transcode_clip(ctx: JobContext) -> None:
-    """Checks the uploaded source is there and has the declared size.
-
-    The media pipeline (probe, ladder, renditions) replaces the body of this handler; until
-    then a clip stays ``processing`` after this runs: it is never marked ready unprocessed.
-    """
-    clip_id = uuid.UUID(ctx.payload["clip_id"])
-    storage = _storage(ctx)
-    async with ctx.sessionmaker.begin() as session:
-        clip = await session.get(Clip, clip_id)
-        if clip is None or clip.deleted_at is not None:
-            return
-        info = await storage.stat(clip.source_key)
-        if info is None or info.size != clip.size_bytes:
-            clip.status = ClipStatus.failed
-            clip.error_code = "source_missing"
-            clip.error_message = "The uploaded source file is missing or incomplete."
-            return
-        await ctx.progress(0.0)

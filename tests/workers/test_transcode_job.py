@@ -1,0 +1,254 @@
+"""transcode_clip end to end: upload through the API, a real Worker runs ffmpeg, the clip
+becomes viewable then ready, and storage holds exactly one published set of renditions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from app.clips.models import Clip
+from app.jobs.models import Job, JobStatus
+from tests.api.test_clips import clip_body
+from tests.fixtures.s3 import s3_bucket, s3_client, s3_endpoint  # noqa: F401
+from tests.media.conftest import Clips, ffprobe
+from workers.main import load_handlers
+from workers.runtime import Worker
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Clips:
+    return Clips(tmp_path_factory.mktemp("worker-clips"))
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(make_settings: Any, backend: str, request: pytest.FixtureRequest) -> Any:
+    overrides: dict[str, Any] = {"transcode_preset": "ultrafast", "max_duration_s": 60}
+    if backend == "s3":
+        overrides.update(
+            storage="s3",
+            s3_endpoint_url=request.getfixturevalue("s3_endpoint"),
+            s3_bucket=request.getfixturevalue("s3_bucket"),
+        )
+    return make_settings(**overrides)
+
+
+@pytest.fixture
+async def worker(app: Any) -> AsyncIterator[Worker]:
+    w = Worker(
+        app.state.settings,
+        app.state.engine,
+        app.state.sessionmaker,
+        {"storage": app.state.storage},
+        load_handlers(),
+        1,
+        grace_s=5,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.run(stop))
+    yield w
+    stop.set()
+    await asyncio.wait_for(task, 60)
+
+
+async def upload(client: httpx.AsyncClient, actor: Any, path: Path, **extra: Any) -> str:
+    data = path.read_bytes()
+    r = await client.post(
+        "/v1/clips", json=clip_body(size_bytes=max(1, len(data)), **extra), headers=actor.headers
+    )
+    assert r.status_code == 201, r.text
+    clip_id: str = r.json()["clip"]["id"]
+    if data:
+        r = await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=actor.headers)
+        assert r.status_code == 202, r.text
+    return clip_id
+
+
+async def wait_settled(
+    client: httpx.AsyncClient, actor: Any, clip_id: str, timeout: float = 90
+) -> list[dict[str, Any]]:
+    """Poll like a client does; returns every distinct (status, progress) seen."""
+    seen: list[dict[str, Any]] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        clip = (await client.get(f"/v1/clips/{clip_id}", headers=actor.headers)).json()
+        if not seen or (seen[-1]["status"], seen[-1]["progress"]) != (
+            clip["status"],
+            clip["progress"],
+        ):
+            seen.append(clip)
+        if clip["status"] in ("ready", "failed"):
+            return seen
+        assert asyncio.get_running_loop().time() < deadline, f"stuck: {clip}"
+        await asyncio.sleep(0.05)
+
+
+async def read_object(storage: Any, key: str) -> bytes:
+    return b"".join([chunk async for chunk in await storage.open_range(key)])
+
+
+async def test_landscape_clip_becomes_ready_with_all_outputs(
+    app: Any, client: httpx.AsyncClient, make_org: Any, worker: Worker, media: Clips, tmp_path: Path
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    clip_id = await upload(client, rep, media.landscape())
+    seen = await wait_settled(client, rep, clip_id)
+
+    statuses = [c["status"] for c in seen]
+    assert statuses[-1] == "ready", seen[-1]
+    assert "viewable" in statuses
+    assert statuses.index("viewable") < statuses.index("ready")
+    progress = [c["progress"] for c in seen]
+    assert progress == sorted(progress)
+    assert progress[-1] == 1.0
+
+    clip = seen[-1]
+    assert (clip["width"], clip["height"], clip["has_audio"]) == (1280, 720, True)
+    assert 2900 <= clip["duration_ms"] <= 3100
+    assert [(r["width"], r["height"]) for r in clip["renditions"]] == [(640, 360), (1280, 720)]
+
+    async with app.state.sessionmaker() as session:
+        row = await session.get(Clip, uuid.UUID(clip_id))
+        assert row is not None and row.media is not None
+        media_info = row.media
+    storage = app.state.storage
+    prefix = media_info["prefix"]
+    master = (await read_object(storage, prefix + "master.m3u8")).decode()
+    assert master.count("#EXT-X-STREAM-INF") == 2
+    for line in master.splitlines():
+        if line.startswith("#EXT-X-STREAM-INF"):
+            assert "BANDWIDTH=" in line and "RESOLUTION=" in line and 'CODECS="avc1.' in line
+    for name in ("download.mp4", "poster.jpg", "storyboard.jpg", "storyboard.vtt"):
+        info = await storage.stat(prefix + name)
+        assert info is not None and info.size > 0, name
+    download = tmp_path / "download.mp4"
+    await storage.download_to(prefix + "download.mp4", download)
+    streams = ffprobe(download, "-show_streams")["streams"]
+    video = next(s for s in streams if s["codec_type"] == "video")
+    assert (video["codec_name"], video["height"]) == ("h264", 720)
+    vtt = (await read_object(storage, prefix + "storyboard.vtt")).decode()
+    assert vtt.startswith("WEBVTT") and "#xywh=" in vtt
+
+    # Deleting purges every object of the clip, renditions included.
+    assert (await client.delete(f"/v1/clips/{clip_id}", headers=rep.headers)).status_code == 204
+    for _ in range(200):
+        if await storage.stat(prefix + "master.m3u8") is None:
+            break
+        await asyncio.sleep(0.05)
+    assert await storage.stat(prefix + "master.m3u8") is None
+    assert await storage.stat(prefix + "v0/index.m3u8") is None
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+async def test_bad_inputs_fail_with_their_code_and_the_worker_stays_healthy(
+    app: Any, client: httpx.AsyncClient, make_org: Any, worker: Worker, media: Clips
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    cases = {
+        "text": ("invalid_media", media.text()),
+        "png": ("invalid_media", media.png()),
+        "wav": ("no_video_stream", media.wav()),
+        "hls": ("invalid_media", media.hls_playlist()),
+    }
+    ids = {name: await upload(client, rep, path) for name, (_, path) in cases.items()}
+    for name, (code, _) in cases.items():
+        final = (await wait_settled(client, rep, ids[name]))[-1]
+        assert final["status"] == "failed", name
+        assert final["error"]["code"] == code, (name, final["error"])
+        assert "root:" not in final["error"]["message"]
+    async with app.state.sessionmaker() as session:
+        jobs = (await session.scalars(select(Job).where(Job.kind == "transcode_clip"))).all()
+    # Permanent failures: one attempt each, no retries queued.
+    assert {j.status for j in jobs} == {JobStatus.failed}
+    assert {j.attempts for j in jobs} == {1}
+    # The same worker still processes a good clip.
+    good = await upload(client, rep, media.no_audio())
+    assert (await wait_settled(client, rep, good))[-1]["status"] == "ready"
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+async def test_sigkilled_worker_recovers_with_one_set_of_renditions(
+    app: Any,
+    client: httpx.AsyncClient,
+    make_org: Any,
+    media: Clips,
+    settings: Any,
+    database_url: str,
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    clip_id = await upload(client, rep, media.landscape())
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PEERPITCH_DATABASE_URL": database_url,
+        "PEERPITCH_SECRET_KEY": settings.secret_key,
+        "PEERPITCH_MEDIA_DIR": str(settings.media_dir),
+        "PEERPITCH_TRANSCODE_PRESET": "ultrafast",
+        "PEERPITCH_JOB_LEASE_S": "2",
+        "PEERPITCH_JOB_HEARTBEAT_S": "1",
+        "PEERPITCH_JOB_POLL_INTERVAL_S": "0.2",
+        "PEERPITCH_SWEEP_INTERVAL_S": "1",
+    }
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", "--concurrency", "1"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    first = start_worker()
+    try:
+        # Kill it mid-encode: once the job runs and ffmpeg has reported progress.
+        for _ in range(600):
+            clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+            if clip["progress"] > 0 or clip["status"] != "processing":
+                break
+            await asyncio.sleep(0.02)
+        os.killpg(first.pid, signal.SIGKILL)  # the worker and its ffmpeg children
+        first.wait(10)
+        assert clip["status"] in ("processing", "viewable"), clip
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+
+    second = start_worker()
+    try:
+        final = (await wait_settled(client, rep, clip_id, timeout=120))[-1]
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    assert final["status"] == "ready", final
+
+    async with app.state.sessionmaker() as session:
+        job = (await session.scalars(select(Job).where(Job.kind == "transcode_clip"))).one()
+        row = await session.get(Clip, uuid.UUID(clip_id))
+    assert job.status == JobStatus.succeeded
+    assert job.attempts == 2
+    assert row is not None and row.media is not None
+    media_dir = Path(settings.media_dir) / f"orgs/{org.org_id}/clips/{clip_id}/media"
+    versions = sorted(p.name for p in media_dir.iterdir())
+    assert versions == [row.media["version"]]

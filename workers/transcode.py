@@ -1,0 +1,211 @@
+"""The transcode_clip job: source → probe/validate → ladder, MP4, poster, storyboard → storage.
+
+Publication is one row update of ``clips.media`` (plus status) made only after the files it
+names are stored, so players never see a half-stored rendition. Each attempt writes under its
+own version prefix ``…/media/<job>-<attempt>/``; after a successful attempt, the prefixes of
+earlier attempts (a crashed worker's partial output, or the version published as "viewable"
+by an attempt that died) are deleted, leaving exactly one set of renditions.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+from sqlalchemy import update
+
+from app.clips.models import Clip, ClipStatus
+from app.db import utcnow
+from app.jobs.service import LeaseLost, PermanentJobError
+from app.media.errors import MediaRejected
+from app.media.pipeline import OutputFile, TranscodeResult, transcode
+from app.storage.base import Storage
+from workers.registry import JobContext
+
+log = logging.getLogger("peerpitch.transcode")
+
+PROGRESS_WRITE_INTERVAL_S = 1.0
+ERROR_MESSAGE_LIMIT = 2000
+
+
+def version_name(job_id: uuid.UUID, attempt: int) -> str:
+    return f"{job_id.hex[:12]}-{attempt}"
+
+
+def media_root(clip: Clip) -> str:
+    return f"{clip.media_prefix}media/"
+
+
+class _ClipWriter:
+    """Short transactions against the clip row, each guarded so a deleted clip is left alone."""
+
+    def __init__(self, ctx: JobContext, clip_id: uuid.UUID) -> None:
+        self.ctx = ctx
+        self.clip_id = clip_id
+        self._last_progress_write = 0.0
+
+    async def _update(self, *conditions: Any, **values: Any) -> bool:
+        async with self.ctx.sessionmaker.begin() as session:
+            result = await session.execute(
+                update(Clip)
+                .where(Clip.id == self.clip_id, Clip.deleted_at.is_(None), *conditions)
+                .values(updated_at=utcnow(), **values)
+            )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def progress(self, fraction: float) -> None:
+        await self.ctx.progress(fraction)  # heartbeat; raises LeaseLost if the job moved on
+        now = time.monotonic()
+        if fraction < 1.0 and now - self._last_progress_write < PROGRESS_WRITE_INTERVAL_S:
+            return
+        self._last_progress_write = now
+        # Monotonic: a retry restarting at 0 never makes the bar jump back.
+        await self._update(
+            Clip.progress < fraction,
+            Clip.status.in_((ClipStatus.processing, ClipStatus.viewable)),
+            progress=round(fraction, 4),
+        )
+
+    async def publish(self, media: dict[str, Any], status: ClipStatus, **facts: Any) -> bool:
+        values: dict[str, Any] = {"media": media, "status": status, **facts}
+        if status == ClipStatus.ready:
+            values["progress"] = 1.0
+        return await self._update(Clip.status != ClipStatus.failed, **values)
+
+    async def fail(self, code: str, message: str) -> None:
+        await self._update(
+            status=ClipStatus.failed,
+            error_code=code,
+            error_message=message[:ERROR_MESSAGE_LIMIT],
+        )
+
+
+async def _upload(
+    storage: Storage, out_dir: Path, prefix: str, files: list[OutputFile], done: set[str]
+) -> None:
+    # In the order given: segments before their playlists, the master last.
+    for f in files:
+        if f.path in done:
+            continue
+        await storage.put_file(prefix + f.path, out_dir / f.path, content_type=f.content_type)
+        done.add(f.path)
+
+
+def _probe_facts(result: TranscodeResult) -> dict[str, Any]:
+    meta = result.probe.metadata()
+    return {
+        "duration_ms": meta["duration_ms"],
+        "width": meta["width"],
+        "height": meta["height"],
+        "fps": meta["fps"],
+        "has_audio": meta["has_audio"],
+        "video_codec": meta["video_codec"],
+        "audio_codec": meta["audio_codec"],
+        "bitrate": meta["bit_rate"],
+    }
+
+
+def _manifest(
+    version: str, prefix: str, files: set[str], result: TranscodeResult | None
+) -> dict[str, Any]:
+    def present(name: str) -> str | None:
+        return name if name in files else None
+
+    variants = []
+    if result is not None:
+        variants = [
+            {
+                "name": r.rendition.name,
+                "width": r.width,
+                "height": r.height,
+                "bandwidth": r.bandwidth,
+                "codecs": r.codecs,
+                "playlist": r.playlist,
+            }
+            for r in result.renditions
+        ]
+    return {
+        "version": version,
+        "prefix": prefix,
+        "master": "master.m3u8",
+        "variants": variants,
+        "download": present("download.mp4"),
+        "poster": present("poster.jpg"),
+        "storyboard": present("storyboard.jpg"),
+        "storyboard_vtt": present("storyboard.vtt"),
+    }
+
+
+async def transcode_clip(ctx: JobContext) -> None:
+    clip_id = uuid.UUID(ctx.payload["clip_id"])
+    storage: Storage = ctx.services["storage"]
+    settings = ctx.settings
+    async with ctx.sessionmaker() as session:
+        clip = await session.get(Clip, clip_id)
+    if clip is None or clip.deleted_at is not None or clip.status == ClipStatus.ready:
+        return  # deleted, or a rerun of a job whose success was not recorded
+    if clip.status == ClipStatus.failed:
+        return
+    writer = _ClipWriter(ctx, clip_id)
+    version = version_name(ctx.job_id, ctx.attempts)
+    prefix = f"{media_root(clip)}{version}/"
+    previous = clip.media["prefix"] if clip.media else None
+    scratch = Path(await anyio.to_thread.run_sync(_make_scratch, settings.scratch_dir))
+    out_dir = scratch / "out"
+    uploaded: set[str] = set()
+    try:
+        source = scratch / "source"
+        await storage.download_to(clip.source_key, source)
+
+        async def on_viewable(files: list[OutputFile]) -> None:
+            await _upload(storage, out_dir, prefix, files, uploaded)
+            media = _manifest(version, prefix, uploaded, None)
+            await writer.publish(media, ClipStatus.viewable)
+
+        result = await transcode(
+            source,
+            out_dir,
+            max_duration_s=settings.max_duration_s,
+            max_dimension=settings.max_dimension,
+            on_progress=writer.progress,
+            on_viewable=on_viewable,
+            preset=settings.transcode_preset,
+        )
+        uploaded.discard(result.master)  # rewritten with every rendition since "viewable"
+        await _upload(storage, out_dir, prefix, list(result.files), uploaded)
+        published = await writer.publish(
+            _manifest(version, prefix, uploaded, result), ClipStatus.ready, **_probe_facts(result)
+        )
+        if not published:  # deleted (or failed) meanwhile: what we stored is garbage
+            await storage.delete_prefix(prefix)
+            return
+    except MediaRejected as exc:
+        await writer.fail(exc.code, exc.message)
+        raise PermanentJobError(exc.code, exc.message) from exc
+    except LeaseLost:
+        raise  # another worker owns the job now; it will clean up
+    except Exception as exc:
+        if ctx.is_last_attempt:
+            await writer.fail("processing_failed", f"Processing failed: {exc}")
+        raise
+    finally:
+        await anyio.to_thread.run_sync(shutil.rmtree, scratch, True)
+    # Earlier attempts of this job and a previously published version are now unreferenced.
+    stale = {f"{media_root(clip)}{version_name(ctx.job_id, n)}/" for n in range(1, ctx.attempts)}
+    if previous and previous != prefix:
+        stale.add(previous)
+    for old in sorted(stale):
+        await storage.delete_prefix(old)
+    log.info("clip %s ready: %d files under %s", clip_id, len(uploaded), prefix)
+
+
+def _make_scratch(base: Path | None) -> str:
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkdtemp(prefix="pp-transcode-", dir=base)
