@@ -124,12 +124,26 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "")
+        # IMMEDIATE by default: a deferred transaction that reads, then writes after another
+        # connection committed fails at once with "database is locked" (no busy wait for a
+        # stale snapshot); taking the write lock up front makes it wait its turn instead.
+        # Long I/O therefore never runs inside a transaction (see end_read_transaction).
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def end_read_transaction(session: AsyncSession) -> None:
+    """End the current (read-only so far) transaction before slow I/O such as streaming an
+    upload: it must not hold SQLite's write lock or a PostgreSQL connection idle in a
+    transaction for minutes. Loaded objects stay usable; later queries start a new
+    transaction, so writes after the I/O must re-check the state they depend on."""
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("end_read_transaction() with unflushed changes")
+    await session.commit()
 
 
 @asynccontextmanager

@@ -25,7 +25,7 @@ from app.db import utcnow
 from app.jobs.service import LeaseLost, PermanentJobError
 from app.media.errors import MediaRejected
 from app.media.pipeline import OutputFile, TranscodeResult, transcode
-from app.storage.base import Storage
+from app.storage.base import ObjectNotFound, Storage
 from workers.registry import JobContext
 
 log = logging.getLogger("peerpitch.transcode")
@@ -161,7 +161,12 @@ async def transcode_clip(ctx: JobContext) -> None:
     uploaded: set[str] = set()
     try:
         source = scratch / "source"
-        await storage.download_to(clip.source_key, source)
+        try:
+            await storage.download_to(clip.source_key, source)
+        except ObjectNotFound as exc:
+            message = "The uploaded source file is missing from storage."
+            await writer.fail("source_missing", message)
+            raise PermanentJobError("source_missing", message) from exc
 
         async def on_viewable(files: list[OutputFile]) -> None:
             await _upload(storage, out_dir, prefix, files, uploaded)
@@ -188,8 +193,8 @@ async def transcode_clip(ctx: JobContext) -> None:
     except MediaRejected as exc:
         await writer.fail(exc.code, exc.message)
         raise PermanentJobError(exc.code, exc.message) from exc
-    except LeaseLost:
-        raise  # another worker owns the job now; it will clean up
+    except (LeaseLost, PermanentJobError):
+        raise  # LeaseLost: another worker owns the job now and will clean up
     except Exception as exc:
         if ctx.is_last_attempt:
             await writer.fail("processing_failed", f"Processing failed: {exc}")

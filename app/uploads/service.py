@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db import utcnow
+from app.db import end_read_transaction, utcnow
 from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from app.jobs.service import enqueue
 from app.storage.base import PartTooLarge, Storage, StoredPart, UploadNotFound
@@ -177,6 +177,7 @@ async def receive_local_part(
         raise PayloadTooLarge(
             f"A part may be at most {upload.part_size} bytes.", code="part_too_large"
         )
+    await end_read_transaction(session)
     try:
         return await storage.write_part(
             upload.storage_key, upload.multipart_id, number, body, max_bytes=upload.part_size
@@ -188,11 +189,22 @@ async def receive_local_part(
 
 
 async def _mark_processing(session: AsyncSession, clip: Clip) -> None:
-    from app.clips.models import ClipStatus
+    """awaiting_upload → processing, guarded: the clip may have been deleted (or its upload
+    aborted) while the bytes were streaming outside any transaction."""
+    from app.clips.models import Clip, ClipStatus
 
-    clip.status = ClipStatus.processing
-    clip.progress = 0.0
-    clip.updated_at = utcnow()
+    result = await session.execute(
+        update(Clip)
+        .where(
+            Clip.id == clip.id,
+            Clip.status == ClipStatus.awaiting_upload,
+            Clip.deleted_at.is_(None),
+        )
+        .values(status=ClipStatus.processing, progress=0.0, updated_at=utcnow())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("The clip changed during the upload.", code="clip_changed")
+    await session.refresh(clip)
     # Same transaction as the status change: a committed upload always has its transcode.
     await enqueue(
         session,
@@ -239,6 +251,8 @@ async def complete_upload(
             f"List every part 1..{upload.part_count} once, with the ETag each PUT returned.",
             code="invalid_parts",
         )
+    # Assembling and hashing gigabytes takes seconds: not inside a transaction.
+    await end_read_transaction(session)
     try:
         stored = await storage.list_parts(upload.storage_key, upload.multipart_id)
     except UploadNotFound:
@@ -264,13 +278,22 @@ async def complete_upload(
         digest = await storage.sha256(upload.storage_key)
         if digest != clip.sha256:
             # Put the bytes back into parts so the client can resend only what is wrong.
-            upload.multipart_id = await storage.reopen_multipart(
+            reopened = await storage.reopen_multipart(
                 upload.storage_key, part_size=upload.part_size, content_type=clip.content_type
             )
-            await session.flush()
+            await session.execute(
+                update(Upload)
+                .where(Upload.id == upload.id, Upload.status == UploadStatus.active)
+                .values(multipart_id=reopened, updated_at=utcnow())
+            )
             raise ChecksumMismatch(expected=clip.sha256, actual=digest)
-    upload.status = UploadStatus.completed
-    upload.completed_at = utcnow()
+    finished = await session.execute(
+        update(Upload)
+        .where(Upload.id == upload.id, Upload.status == UploadStatus.active)
+        .values(status=UploadStatus.completed, completed_at=utcnow(), updated_at=utcnow())
+    )
+    if finished.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("The upload is already complete.", code="upload_completed")
     await _mark_processing(session, clip)
     await session.flush()
     return clip
@@ -356,6 +379,7 @@ async def put_source(
             code="size_mismatch",
         )
     stream = _HashingLimitedStream(body, clip.size_bytes)
+    await end_read_transaction(session)
     try:
         await storage.put_stream(
             clip.source_key, stream.__aiter__(), content_type=clip.content_type
@@ -382,12 +406,16 @@ async def put_source(
             select(Upload).where(Upload.clip_id == clip.id, Upload.status == UploadStatus.active)
         )
     ).all()
+    try:
+        await _mark_processing(session, clip)
+    except Conflict:
+        await storage.delete(clip.source_key)  # the clip went away while streaming
+        raise
     for upload in uploads:
         # The multipart upload is superseded by the whole-file body.
         await storage.abort_multipart(upload.storage_key, upload.multipart_id)
         upload.status = UploadStatus.completed
         upload.completed_at = utcnow()
-    await _mark_processing(session, clip)
     await session.flush()
     return clip
 

@@ -71,11 +71,12 @@ async def test_upload_then_delete_purges_all_media(
     r = await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=rep.headers)
     assert r.status_code == 202
 
-    # The source check runs; the clip is never marked viewable or ready without renditions.
+    # Random bytes are not media: a permanent failure, never retried.
     job = await wait_for_job(app, "transcode_clip", clip_id)
-    assert job.status == JobStatus.succeeded
+    assert job.status == JobStatus.failed
     clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
-    assert clip["status"] == "processing"
+    assert clip["status"] == "failed"
+    assert clip["error"]["code"] == "invalid_media"
 
     storage = app.state.storage
     prefix = f"orgs/{org.org_id}/clips/{clip_id}/"

@@ -59,8 +59,12 @@ class Jobs:
             await conn.execute(update(Job).where(Job.id == job_id).values(**values))
 
     async def count(self, *where: Any) -> int:
-        async with self.sm() as session:
-            return int(await session.scalar(select(func.count()).select_from(Job).where(*where)))
+        # A plain (deferred) read: SQLite's default here is BEGIN IMMEDIATE, which would
+        # wait for a test's own open write transaction.
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(sqlite_begin="DEFERRED")
+            stmt = select(func.count()).select_from(Job).where(*where)
+            return int((await conn.execute(stmt)).scalar_one())
 
     async def wait_for(
         self, job_id: uuid.UUID, predicate: Callable[[Job], bool], timeout: float = 10.0

@@ -92,7 +92,7 @@ class Clips:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _get(self, name: str, make: Callable[[Path], None]) -> Path:
+    def _get(self, name: str, make: Callable[[Path], object]) -> Path:
         path = self.root / name
         if not path.exists():
             tmp = self.root / f"tmp-{name}"
@@ -162,6 +162,18 @@ class Clips:
                 "-movflags", "+faststart", "-f", "mp4", str(p),
             ),
         )  # fmt: skip
+
+    def webm_without_duration(self) -> Path:
+        """Like a browser's MediaRecorder output: VP8/Opus WebM whose header has no duration
+        (written to a pipe, so the muxer never seeks back to fill it in)."""
+
+        def make(p: Path) -> None:
+            cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", *_lavfi("320x240", 3), *_sine(3)]
+            cmd += ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]
+            cmd += ["-c:a", "libopus", "-shortest", "-f", "webm", "pipe:1"]
+            p.write_bytes(subprocess.run(cmd, check=True, capture_output=True).stdout)
+
+        return self._get("recorder.webm", make)
 
     # --- bad inputs -------------------------------------------------------------------
 
@@ -249,7 +261,7 @@ class Clips:
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> Clips:
     if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg not installed")
+        pytest.fail("ffmpeg/ffprobe are required (make test installs Debian's ffmpeg)")
     return Clips(tmp_path_factory.mktemp("clips"))
 
 

@@ -271,3 +271,17 @@ async def test_single_pass_mode_encodes_the_ladder_in_one_process(
     assert {"v0/index.m3u8", "v1/index.m3u8"} <= early
     assert len(master_entries(rec.master_when_viewable)) == 2
     decode_all(rec.out / "master.m3u8")
+
+
+async def test_webm_without_a_duration_is_measured(clips: Clips, tmp_path: Path) -> None:
+    source = clips.webm_without_duration()
+    assert "duration" not in ffprobe(source, "-show_format")["format"]
+    result, rec = await run(source, tmp_path)
+    assert result.probe.duration_ms == 3000
+    assert result.probe.container == "matroska"
+    assert (result.probe.metadata()["video_codec"], result.probe.metadata()["audio_codec"]) == (
+        "vp8",
+        "opus",
+    )
+    assert result.renditions[0].duration_ms == 3000
+    decode_all(rec.out / "master.m3u8")

@@ -47,7 +47,9 @@ def audio(**overrides: Any) -> dict[str, Any]:
     return stream
 
 
-def ffprobe_json(*streams: dict[str, Any], fmt: str = MOV, duration: str | None = "12.0"):  # type: ignore[no-untyped-def]
+def ffprobe_json(
+    *streams: dict[str, Any], fmt: str = MOV, duration: str | None = "12.0"
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "streams": list(streams),
         "format": {"format_name": fmt, "size": "1000000", "bit_rate": "8128000"},

@@ -66,15 +66,19 @@ async def test_bad_input_is_rejected_with_its_code(
 
 
 @pytest.mark.parametrize(
-    ("limits", "code"),
-    [
-        ({"max_duration_s": 2, "max_dimension": 4096}, "too_long"),
-        ({"max_duration_s": 1800, "max_dimension": 1000}, "too_large"),
-    ],
+    ("max_duration_s", "max_dimension", "code"),
+    [(2, 4096, "too_long"), (1800, 1000, "too_large")],
 )
-async def test_limits(clips: Clips, tmp_path: Path, limits: dict[str, int], code: str) -> None:
-    with pytest.raises(MediaRejected) as e:
-        await transcode(clips.landscape(), tmp_path / "out", **limits)  # 3 s, 1280x720
+async def test_limits(
+    clips: Clips, tmp_path: Path, max_duration_s: int, max_dimension: int, code: str
+) -> None:
+    with pytest.raises(MediaRejected) as e:  # the clip: 3 s, 1280x720
+        await transcode(
+            clips.landscape(),
+            tmp_path / "out",
+            max_duration_s=max_duration_s,
+            max_dimension=max_dimension,
+        )
     assert e.value.code == code
 
 
