@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     scratch_dir: Path | None = None
     # Force one x264 preset for every rendition (tests use "ultrafast"); default: per rung.
     transcode_preset: str | None = None
+    # True: the lowest rendition first (viewable early), then the rest (one extra decode).
+    # False: the whole ladder in one ffmpeg process (less CPU, viewable only when ready).
+    transcode_early_viewable: bool = True
 
     # Jobs and workers
     embedded_worker: bool | None = None

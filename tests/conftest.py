@@ -28,6 +28,9 @@ from app.main import create_app
 from app.migrate import upgrade_head
 from app.orgs.service import create_org
 
+# The S3 fixtures (moto's server over HTTP) for every test module.
+pytest_plugins = ["tests.fixtures.s3"]
+
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
 PASSWORD = "correct-horse-battery"
 

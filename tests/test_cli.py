@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,29 @@ def test_production_requires_secret_key(tmp_path: Path) -> None:
     r = _run(["serve", "--port", "1"], env, tmp_path)
     assert r.returncode == 2
     assert "PEERPITCH_SECRET_KEY is required" in r.stderr
+
+
+def test_init_storage_creates_bucket_with_cors(
+    s3_endpoint: str, s3_client: Any, tmp_path: Path
+) -> None:
+    bucket = f"init-{os.urandom(4).hex()}"
+    env = {
+        "PEERPITCH_STORAGE": "s3",
+        "PEERPITCH_S3_ENDPOINT_URL": s3_endpoint,
+        "PEERPITCH_S3_BUCKET": bucket,
+        "PEERPITCH_SECRET_KEY": "cli-test-secret",
+        "PEERPITCH_CORS_ORIGINS": "https://app.example.com",
+        "PEERPITCH_ENV": "production",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    for _ in range(2):  # idempotent
+        r = _run(["init-storage"], env, tmp_path)
+        assert r.returncode == 0, r.stderr
+    rules = s3_client.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    assert any(
+        "PUT" in rule["AllowedMethods"]
+        and rule["AllowedOrigins"] == ["https://app.example.com"]
+        and "ETag" in rule.get("ExposeHeaders", [])
+        for rule in rules
+    )

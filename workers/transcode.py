@@ -181,6 +181,7 @@ async def transcode_clip(ctx: JobContext) -> None:
             on_progress=writer.progress,
             on_viewable=on_viewable,
             preset=settings.transcode_preset,
+            early_viewable=settings.transcode_early_viewable,
         )
         uploaded.discard(result.master)  # rewritten with every rendition since "viewable"
         await _upload(storage, out_dir, prefix, list(result.files), uploaded)

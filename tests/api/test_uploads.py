@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from app.jobs.models import Job
 from tests.api.test_clips import clip_body
-from tests.fixtures.s3 import s3_bucket, s3_client, s3_endpoint  # noqa: F401
 
 PART = 64 * 1024  # tiny parts: PEERPITCH_UPLOAD_PART_SIZE may go below S3's 5 MiB in tests
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from app.storage import LocalStorage, S3Storage, Storage
-from tests.fixtures.s3 import S3_REGION, s3_bucket, s3_client, s3_endpoint  # noqa: F401
+from tests.fixtures.s3 import S3_REGION
 
 SECRET = "storage-test-secret"
 BASE_URL = "http://media.test"
@@ -19,7 +19,7 @@ def local_storage(tmp_path: Path) -> LocalStorage:
 
 
 @pytest.fixture
-def s3_storage(s3_endpoint: str, s3_bucket: str) -> S3Storage:  # noqa: F811
+def s3_storage(s3_endpoint: str, s3_bucket: str) -> S3Storage:
     return S3Storage(bucket=s3_bucket, region=S3_REGION, endpoint_url=s3_endpoint)
 
 

@@ -20,7 +20,6 @@ from sqlalchemy import select
 from app.clips.models import Clip
 from app.jobs.models import Job, JobStatus
 from tests.api.test_clips import clip_body
-from tests.fixtures.s3 import s3_bucket, s3_client, s3_endpoint  # noqa: F401
 from tests.media.conftest import Clips, ffprobe
 from workers.main import load_handlers
 from workers.runtime import Worker
