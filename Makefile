@@ -10,7 +10,13 @@ PORT ?= 8000
 
 .PHONY: run test lint fmt pytest migrate openapi deps ffmpeg worker bench clean
 
+# Debian's python3 ships venv/ensurepip separately (python3-venv).
 $(BIN)/python:
+	@if ! $(PYTHON) -c "import ensurepip" >/dev/null 2>&1; then \
+		echo "installing python3-venv (Debian package)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends python3-venv; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 

@@ -27,7 +27,7 @@ _DESCRIPTIONS = {
     416: "Range not satisfiable",
     422: "Validation error",
     429: "Too many requests",
-    503: "Service unavailable",
+    503: "A dependency (database or media storage) is unavailable; retry later",
 }
 
 

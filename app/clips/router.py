@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/clips", tags=["clips"])
     summary="Create a clip and start its resumable upload",
     status_code=201,
     response_model=ClipCreated,
-    responses=errors(401, 409, 413, 422),
+    responses=errors(401, 409, 413, 422, 503),
 )
 async def create_clip(
     body: ClipCreate,
@@ -110,7 +110,7 @@ async def delete_clip(clip_id: uuid.UUID, session: SessionDep, principal: Princi
     summary="Upload the whole source file as the raw request body (small files, scripts)",
     status_code=202,
     response_model=ClipOut,
-    responses=errors(401, 403, 404, 409, 413, 422),
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from app.clips.models import Clip
+from app.clips.models import Clip, ClipStatus
+from app.db import utcnow
+from app.jobs.models import Job, JobStatus
 from app.jobs.service import PermanentJobError
 from app.storage.base import Storage
 from app.uploads.models import Upload, UploadStatus
-from workers.registry import JobContext
+from workers.registry import JobContext, TaskContext
 
 log = logging.getLogger("peerpitch.clips")
 
@@ -44,3 +47,53 @@ async def purge_clip(ctx: JobContext) -> None:
         prefix = clip.media_prefix
     removed = await storage.delete_prefix(prefix)
     log.info("purged clip %s: %d objects", clip_id, removed)
+
+
+ABANDONED_LOOKBACK = timedelta(days=2)
+
+
+async def fail_abandoned_transcodes(ctx: TaskContext) -> None:
+    """Periodic: a transcode job that died without its handler recording the failure (its
+    worker was killed on the last attempt, or its lease ran out) must not leave the clip
+    ``processing`` forever. Idempotent; runs in every worker."""
+    since = utcnow() - ABANDONED_LOOKBACK
+    async with ctx.sessionmaker.begin() as session:
+        jobs = (
+            await session.scalars(
+                select(Job).where(
+                    Job.kind == "transcode_clip",
+                    Job.status.in_((JobStatus.dead, JobStatus.failed)),
+                    Job.updated_at >= since,
+                )
+            )
+        ).all()
+        clip_ids = [uuid.UUID(job.payload["clip_id"]) for job in jobs]
+        if not clip_ids:
+            return
+        message = "Processing did not finish; upload the video again or contact support."
+        failed = await session.execute(
+            update(Clip)
+            .where(
+                Clip.id.in_(clip_ids),
+                Clip.status == ClipStatus.processing,
+                Clip.deleted_at.is_(None),
+            )
+            .values(
+                status=ClipStatus.failed,
+                error_code="processing_failed",
+                error_message=message,
+                updated_at=utcnow(),
+            )
+        )
+        # A viewable clip stays playable at its lowest rendition, but says it is incomplete.
+        await session.execute(
+            update(Clip)
+            .where(
+                Clip.id.in_(clip_ids),
+                Clip.status == ClipStatus.viewable,
+                Clip.error_code.is_(None),
+            )
+            .values(error_code="processing_failed", error_message=message, updated_at=utcnow())
+        )
+    if failed.rowcount:  # type: ignore[attr-defined]
+        log.warning("failed %d clips whose transcode job died", failed.rowcount)  # type: ignore[attr-defined]

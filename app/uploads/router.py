@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.clips.schemas import ClipOut
+from app.db import end_read_transaction
 from app.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep, public_base_url
 from app.openapi_meta import errors
 from app.uploads import service
@@ -25,12 +26,13 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
     "/{upload_id}",
     summary="An upload and the parts already stored (how a client resumes)",
     response_model=UploadOut,
-    responses=errors(401, 404, 422),
+    responses=errors(401, 404, 422, 503),
 )
 async def get_upload(
     upload_id: uuid.UUID, session: SessionDep, storage: StorageDep, principal: PrincipalDep
 ) -> UploadOut:
     upload, _clip = await service.get_owned_upload(session, principal, upload_id)
+    await end_read_transaction(session)  # listing parts is a storage round trip
     parts = await service.stored_parts(storage, upload)
     return UploadOut(
         id=upload.id,
@@ -48,7 +50,7 @@ async def get_upload(
     "/{upload_id}/parts",
     summary="Signed URLs to PUT parts to (no Authorization header on those requests)",
     response_model=PartUrlsOut,
-    responses=errors(401, 404, 409, 422),
+    responses=errors(401, 404, 409, 422, 503),
 )
 async def get_part_urls(
     upload_id: uuid.UUID,
@@ -75,7 +77,7 @@ async def get_part_urls(
     "/{upload_id}/parts/{part_number}",
     summary="Receive one part's bytes (local storage; the URL comes from POST …/parts)",
     response_model=UploadedPart,
-    responses=errors(403, 404, 409, 413, 422),
+    responses=errors(403, 404, 409, 413, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -88,8 +90,9 @@ async def get_part_urls(
 async def put_part(
     upload_id: uuid.UUID,
     part_number: Annotated[int, Path(ge=1, le=10_000)],
-    expires: Annotated[int, Query()],
-    signature: Annotated[str, Query(max_length=128)],
+    expires: Annotated[str | None, Query(max_length=20)] = None,
+    signature: Annotated[str | None, Query(max_length=128)] = None,
+    *,
     request: Request,
     session: SessionDep,
     storage: StorageDep,
@@ -102,8 +105,8 @@ async def put_part(
         settings,
         upload_id,
         part_number,
-        expires,
-        signature,
+        int(expires) if expires and expires.isdigit() else 0,
+        signature or "",
         int(length) if length and length.isdigit() else None,
         request.stream(),
     )
@@ -116,7 +119,7 @@ async def put_part(
     summary="Finish the upload; the clip moves to processing and its transcode is queued",
     status_code=202,
     response_model=ClipOut,
-    responses=errors(401, 404, 409, 422),
+    responses=errors(401, 404, 409, 422, 503),
 )
 async def complete_upload(
     upload_id: uuid.UUID,
@@ -133,7 +136,7 @@ async def complete_upload(
     "/{upload_id}",
     summary="Abort the upload and free its stored parts",
     status_code=204,
-    responses=errors(401, 404, 409, 422),
+    responses=errors(401, 404, 409, 422, 503),
 )
 async def abort_upload(
     upload_id: uuid.UUID, session: SessionDep, storage: StorageDep, principal: PrincipalDep

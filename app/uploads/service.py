@@ -188,7 +188,9 @@ async def receive_local_part(
         ) from exc
 
 
-async def _mark_processing(session: AsyncSession, clip: Clip) -> None:
+async def _mark_processing(
+    session: AsyncSession, clip: Clip, *, source_key: str | None = None
+) -> None:
     """awaiting_upload → processing, guarded: the clip may have been deleted (or its upload
     aborted) while the bytes were streaming outside any transaction."""
     from app.clips.models import Clip, ClipStatus
@@ -200,7 +202,12 @@ async def _mark_processing(session: AsyncSession, clip: Clip) -> None:
             Clip.status == ClipStatus.awaiting_upload,
             Clip.deleted_at.is_(None),
         )
-        .values(status=ClipStatus.processing, progress=0.0, updated_at=utcnow())
+        .values(
+            status=ClipStatus.processing,
+            progress=0.0,
+            updated_at=utcnow(),
+            **({"source_key": source_key} if source_key else {}),
+        )
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("The clip changed during the upload.", code="clip_changed")
@@ -218,7 +225,9 @@ def _completion_problems(
     upload: Upload, stored: list[StoredPart], given: list[CompletedPart]
 ) -> dict[str, list[int]]:
     by_number = {p.number: p for p in stored}
-    missing = [n for n in range(1, upload.part_count + 1) if n not in by_number]
+    listed = {p.number for p in given}
+    # A part the client did not list is missing from its point of view too: it must resend.
+    missing = [n for n in range(1, upload.part_count + 1) if n not in by_number or n not in listed]
     wrong_size = [
         n
         for n, part in sorted(by_number.items())
@@ -246,9 +255,9 @@ async def complete_upload(
     upload, clip = await get_owned_upload(session, principal, upload_id)
     _ensure_active(upload)
     numbers = [p.number for p in parts]
-    if sorted(numbers) != list(range(1, upload.part_count + 1)):
+    if len(numbers) != len(set(numbers)) or any(n > upload.part_count for n in numbers):
         raise Unprocessable(
-            f"List every part 1..{upload.part_count} once, with the ETag each PUT returned.",
+            f"List parts 1..{upload.part_count} once each, with the ETag each PUT returned.",
             code="invalid_parts",
         )
     # Assembling and hashing gigabytes takes seconds: not inside a transaction.
@@ -379,13 +388,14 @@ async def put_source(
             code="size_mismatch",
         )
     stream = _HashingLimitedStream(body, clip.size_bytes)
+    # Each attempt streams to its own key, so a concurrent or retried PUT can never
+    # overwrite or delete the bytes of the attempt that wins; the winner's key is recorded.
+    source_key = f"{clip.media_prefix}source-{uuid.uuid4().hex}"
     await end_read_transaction(session)
     try:
-        await storage.put_stream(
-            clip.source_key, stream.__aiter__(), content_type=clip.content_type
-        )
+        await storage.put_stream(source_key, stream.__aiter__(), content_type=clip.content_type)
     except BaseException:
-        await storage.delete(clip.source_key)
+        await storage.delete(source_key)
         raise
     problem: Unprocessable | None = None
     if stream.size != clip.size_bytes:
@@ -399,7 +409,7 @@ async def put_source(
             details={"expected": clip.sha256, "actual": stream.sha256.hexdigest()},
         )
     if problem is not None:
-        await storage.delete(clip.source_key)
+        await storage.delete(source_key)
         raise problem
     uploads = (
         await session.scalars(
@@ -407,9 +417,9 @@ async def put_source(
         )
     ).all()
     try:
-        await _mark_processing(session, clip)
+        await _mark_processing(session, clip, source_key=source_key)
     except Conflict:
-        await storage.delete(clip.source_key)  # the clip went away while streaming
+        await storage.delete(source_key)  # another attempt won, or the clip went away
         raise
     for upload in uploads:
         # The multipart upload is superseded by the whole-file body.

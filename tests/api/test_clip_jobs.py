@@ -6,6 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -18,13 +19,14 @@ from app.jobs.models import Job, JobStatus
 from app.uploads.models import Upload
 from app.uploads.tasks import expire_uploads
 from tests.api.test_clips import clip_body
+from tests.api.test_uploads import _source_key
 from workers.main import load_handlers
 from workers.registry import TaskContext
 from workers.runtime import Worker
 
 
-@pytest.fixture
-async def worker(app: Any) -> AsyncIterator[Worker]:
+@asynccontextmanager
+async def running_worker(app: Any) -> AsyncIterator[Worker]:
     w = Worker(
         app.state.settings,
         app.state.engine,
@@ -39,6 +41,12 @@ async def worker(app: Any) -> AsyncIterator[Worker]:
     yield w
     stop.set()
     await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def worker(app: Any) -> AsyncIterator[Worker]:
+    async with running_worker(app) as w:
+        yield w
 
 
 async def wait_for_job(app: Any, kind: str, clip_id: str, timeout: float = 20) -> Job:
@@ -81,12 +89,14 @@ async def test_upload_then_delete_purges_all_media(
     storage = app.state.storage
     prefix = f"orgs/{org.org_id}/clips/{clip_id}/"
     await storage.put_stream(prefix + "hls/extra.m4s", _chunks(b"rendition"))
-    assert await storage.stat(prefix + "source") is not None
+    source_key = await _source_key(app, clip_id)
+    assert source_key.startswith(prefix)
+    assert await storage.stat(source_key) is not None
 
     assert (await client.delete(f"/v1/clips/{clip_id}", headers=rep.headers)).status_code == 204
     job = await wait_for_job(app, "purge_clip", clip_id)
     assert job.status == JobStatus.succeeded
-    assert await storage.stat(prefix + "source") is None
+    assert await storage.stat(source_key) is None
     assert await storage.stat(prefix + "hls/extra.m4s") is None
 
 
@@ -95,7 +105,7 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
 
 
 async def test_transcode_of_missing_source_fails_the_clip(
-    app: Any, client: httpx.AsyncClient, make_org: Any, worker: Worker
+    app: Any, client: httpx.AsyncClient, make_org: Any
 ) -> None:
     org = await make_org()
     rep = await org.add_user("rep")
@@ -107,8 +117,9 @@ async def test_transcode_of_missing_source_fails_the_clip(
     assert (
         await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=rep.headers)
     ).status_code == 202
-    await app.state.storage.delete(f"orgs/{org.org_id}/clips/{clip_id}/source")
-    await wait_for_job(app, "transcode_clip", clip_id)
+    await app.state.storage.delete(await _source_key(app, clip_id))
+    async with running_worker(app):  # started only now: the job must find the source gone
+        await wait_for_job(app, "transcode_clip", clip_id)
     clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
     assert clip["status"] == "failed"
     assert clip["error"]["code"] == "source_missing"
@@ -168,3 +179,40 @@ async def test_readyz_reports_storage_down(make_settings: Any) -> None:
     details = r.json()["error"]["details"]
     assert details["database"] == "ok"
     assert details["storage"].startswith("error")
+
+
+async def test_clip_of_a_dead_transcode_job_is_failed(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    from app.clips.tasks import fail_abandoned_transcodes
+
+    org = await make_org()
+    rep = await org.add_user("rep")
+    data = os.urandom(64)
+    created = (
+        await client.post("/v1/clips", json=clip_body(size_bytes=len(data)), headers=rep.headers)
+    ).json()
+    clip_id = created["clip"]["id"]
+    r = await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=rep.headers)
+    assert r.status_code == 202
+    ctx = TaskContext(
+        settings=app.state.settings,
+        engine=app.state.engine,
+        sessionmaker=app.state.sessionmaker,
+        services={"storage": app.state.storage},
+        worker_id="test",
+    )
+    await fail_abandoned_transcodes(ctx)  # the job is still queued: nothing happens
+    assert (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()[
+        "status"
+    ] == "processing"
+
+    # The worker was SIGKILLed on the last attempt: the lease sweep buried the job.
+    async with app.state.sessionmaker.begin() as session:
+        await session.execute(
+            update(Job).where(Job.kind == "transcode_clip").values(status=JobStatus.dead)
+        )
+    await fail_abandoned_transcodes(ctx)
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+    assert clip["status"] == "failed"
+    assert clip["error"]["code"] == "processing_failed"

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 
 def _envelope(r: httpx.Response) -> dict[str, Any]:
@@ -47,6 +48,7 @@ async def test_unexpected_error_is_500_without_traceback(
     assert r.status_code == 500
     err = _envelope(r)
     assert err["code"] == "internal_error"
+    assert len(r.headers["x-request-id"]) == 32
     assert "secret internals" not in r.text and "Traceback" not in r.text
 
 
@@ -73,6 +75,20 @@ async def test_readyz_reports_database_down(make_settings: Any) -> None:
     err = _envelope(r)
     assert err["code"] == "not_ready"
     assert err["details"]["database"].startswith("error")
+
+
+async def test_request_id_appears_in_log_lines(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from app.logging import JsonFormatter
+
+    caplog.set_level(logging.INFO, logger="peerpitch.access")
+    await client.get("/healthz", headers={"X-Request-ID": "trace-42"})
+    records = [r for r in caplog.records if r.name == "peerpitch.access"]
+    assert records
+    assert '"request_id": "trace-42"' in JsonFormatter().format(records[-1])
 
 
 async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> None:
