@@ -112,3 +112,38 @@ async def test_cors_allows_localhost_in_development(client: httpx.AsyncClient) -
     assert "access-control-allow-origin" not in r.headers
     r = await client.get("/healthz", headers={"Origin": "http://127.0.0.1:3000"})
     assert "X-Request-ID" in r.headers["access-control-expose-headers"]
+
+
+async def test_production_allows_no_cross_origin_by_default(make_settings: Any) -> None:
+    from app.main import create_app
+
+    prod = create_app(make_settings(env="production"))
+    transport = httpx.ASGITransport(app=prod, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        r = await c.options(
+            "/v1/me",
+            headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "GET"},
+        )
+    assert "access-control-allow-origin" not in r.headers
+
+
+async def test_local_part_urls_answer_cors_preflight(client: httpx.AsyncClient) -> None:
+    r = await client.options(
+        "/v1/uploads/01a21dce-e6c1-7df0-8727-485c2a7f9497/parts/1",
+        headers={
+            "Origin": "http://localhost:5173",
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "http://localhost:5173"
+    assert "PUT" in r.headers["access-control-allow-methods"]
+    assert (
+        "ETag"
+        in (
+            (await client.get("/healthz", headers={"Origin": "http://localhost:5173"})).headers[
+                "access-control-expose-headers"
+            ]
+        )
+    )

@@ -146,3 +146,39 @@ async def test_users_are_cursor_paginated(client: httpx.AsyncClient, make_org: A
         r = await client.get("/v1/users", params=bad, headers=org.admin.headers)
         assert r.status_code == 422, bad
         assert "error" in r.json()
+
+
+async def test_orgs_made_with_the_cli_are_isolated(
+    client: httpx.AsyncClient, database_url: str, tmp_path: Any
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import TEST_SECRET
+
+    env = {
+        **os.environ,
+        "PEERPITCH_DATABASE_URL": database_url,
+        "PEERPITCH_SECRET_KEY": TEST_SECRET,
+    }
+    admins = {}
+    for name in ("A", "B"):
+        email = f"cli-{name.lower()}-{uuid.uuid4().hex[:6]}@example.com"
+        out = subprocess.run(
+            [sys.executable, "-m", "app.cli", "create-org", "--name", name,
+             "--admin-email", email, "--admin-password", PASSWORD],
+            env=env, capture_output=True, text=True, check=True, cwd=tmp_path,
+        )  # fmt: skip
+        ids = json.loads(out.stdout)
+        token = (
+            await client.post("/v1/auth/token", json={"email": email, "password": PASSWORD})
+        ).json()["access_token"]
+        admins[name] = (ids, {"Authorization": f"Bearer {token}"})
+    (a_ids, _a), (_b_ids, b_headers) = admins["A"], admins["B"]
+    r = await client.get(f"/v1/users/{a_ids['admin_id']}", headers=b_headers)
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
+    listed = (await client.get("/v1/users", headers=b_headers)).json()["items"]
+    assert a_ids["admin_id"] not in {u["id"] for u in listed}
