@@ -65,11 +65,13 @@ class _ClipWriter:
         if fraction < 1.0 and now - self._last_progress_write < PROGRESS_WRITE_INTERVAL_S:
             return
         self._last_progress_write = now
-        # Monotonic: a retry restarting at 0 never makes the bar jump back.
+        # Monotonic: a retry restarting at 0 never makes the bar jump back. 1.0 is kept for
+        # "ready": the last outputs are still being stored when ffmpeg reports the end.
+        shown = round(min(fraction, 0.99), 4)
         await self._update(
-            Clip.progress < fraction,
+            Clip.progress < shown,
             Clip.status.in_((ClipStatus.processing, ClipStatus.viewable)),
-            progress=round(fraction, 4),
+            progress=shown,
         )
 
     async def publish(self, media: dict[str, Any], status: ClipStatus, **facts: Any) -> bool:
