@@ -17,6 +17,8 @@ from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.ops.middleware import Metrics, RequestContextMiddleware
 from app.ops.router import router as ops_router
+from app.playback.router import router as playback_router
+from app.playback.service import TextCache
 from app.stages.router import router as stages_router
 from app.storage import S3Storage, build_storage
 from app.storage.media_router import router as media_router
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.metrics = Metrics()
+    app.state.playlist_cache = TextCache()
     app.state.storage = build_storage(
         settings, base_url=settings.public_base_url or "http://127.0.0.1:8000"
     )
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clips_router,
         uploads_router,
         media_router,
+        playback_router,
     )
     for router in routers:
         app.include_router(router)
