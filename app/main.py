@@ -24,6 +24,7 @@ from app.storage import S3Storage, build_storage
 from app.storage.media_router import router as media_router
 from app.uploads.router import router as uploads_router
 from app.users.router import router as users_router
+from app.views.router import router as views_router
 
 log = logging.getLogger("peerpitch")
 
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         uploads_router,
         media_router,
         playback_router,
+        views_router,
     )
     for router in routers:
         app.include_router(router)
