@@ -78,8 +78,9 @@ async def master(
     grant = await service.authorize(request.app.state.engine, settings, token)
     root = service.play_root(public_base_url(request), token)
     body = await service.master_playlist(_cache(request), storage, grant, root)
-    # The master holds only our own token URLs: cacheable for the token's lifetime.
-    return _text(body, M3U8, grant.remaining_s)
+    # The master holds only our own token URLs: cacheable for the token's lifetime once the
+    # clip is ready; while it is only viewable, briefly (more renditions are coming).
+    return _text(body, M3U8, grant.remaining_s if grant.ready else min(grant.remaining_s, 5))
 
 
 @router.get(

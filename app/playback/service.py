@@ -96,6 +96,7 @@ class Grant:
     media: dict[str, Any]
     exp: int
     now: float
+    ready: bool  # False while only some renditions exist: the master will still change
 
     @property
     def remaining_s(self) -> int:
@@ -133,7 +134,14 @@ async def authorize(engine: AsyncEngine, settings: Settings, token: str) -> Gran
         raise _invalid()
     if row.deleted_at is not None or row.status not in PLAYABLE:
         raise NotFound("This clip is no longer available.")
-    return Grant(token=token, clip_id=parsed.clip_id, media=media, exp=parsed.exp, now=now)
+    return Grant(
+        token=token,
+        clip_id=parsed.clip_id,
+        media=media,
+        exp=parsed.exp,
+        now=now,
+        ready=row.status == ClipStatus.ready,
+    )
 
 
 # --- signing object URLs --------------------------------------------------------------------
