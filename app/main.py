@@ -13,7 +13,7 @@ import app.models  # noqa: F401  (every table in the metadata before the first q
 from app.auth.router import router as auth_router
 from app.clips.router import router as clips_router
 from app.config import Settings, get_settings
-from app.db import make_engine, make_sessionmaker
+from app.db import is_sqlite, make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.ops.middleware import Metrics, RequestContextMiddleware
 from app.ops.router import router as ops_router
@@ -40,6 +40,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.secret_key = settings.resolved_secret_key()
     engine = make_engine(settings.database_url)
+    # Playback token checks (one primary-key read per playlist request) on PostgreSQL use a
+    # small pool without pre-ping: asyncpg's ping costs three round trips, more than the
+    # query. A connection that went stale is recycled on its first error.
+    check_engine = (
+        engine
+        if is_sqlite(settings.database_url)
+        else make_engine(
+            settings.database_url,
+            pool_pre_ping=False,
+            pool_size=5,
+            max_overflow=10,
+            pool_recycle=300,
+        )
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if embedded is not None:
                 await embedded.stop()
             await engine.dispose()
+            if check_engine is not engine:
+                await check_engine.dispose()
 
     app = FastAPI(
         title="peerpitch",
@@ -69,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.check_engine = check_engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.metrics = Metrics()
     app.state.playlist_cache = TextCache()

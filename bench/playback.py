@@ -241,7 +241,7 @@ def main() -> int:
             server.wait(30)
             server = _start(port, url, media, size)
             body = fetch(port, path).decode()
-            assert body.count("sig=") == SEGMENTS + 1, body[:300]
+            assert body.count("sig=") == SEGMENTS + 1, body[:300]  # every URI signed
             print(f"signed playlist: {size} bytes, {SEGMENTS} segments + init, "
                   f"{args.clients} clients, {args.seconds:.0f} s per run")  # fmt: skip
             results: dict[str, list[tuple[float, float]]] = {"bare": [], "signed": []}
@@ -267,9 +267,15 @@ def main() -> int:
         asyncio.run(_admin(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def _profile_args() -> list[str]:
+    # PEERPITCH_BENCH_PROFILE=/tmp/out.prof: run the API under cProfile (for investigation).
+    out = os.environ.get("PEERPITCH_BENCH_PROFILE")
+    return ["-m", "cProfile", "-o", out] if out else []
+
+
 def _start(port: int, url: str, media: str, size: int) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port), url, media, str(size)],
+        [sys.executable, *_profile_args(), __file__, "--serve", str(port), url, media, str(size)],
         cwd=str(BENCH.parent),
     )
     deadline = time.monotonic() + 30

@@ -4,12 +4,12 @@ the credential, so players, ffmpeg and phones fetch them without an Authorizatio
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import RedirectResponse
 
-from app.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep, public_base_url
+from app.deps import PrincipalDep, SessionDep, SettingsDep, public_base_url
 from app.openapi_meta import errors
 from app.playback import service
 from app.playback.schemas import PlaybackOut
@@ -44,11 +44,12 @@ def _cache(request: Request) -> service.TextCache:
     return cache
 
 
-async def _signer(
-    request: Request, settings: Any, storage: Any, token: str
-) -> tuple[service.Grant, service.Signer]:
-    grant = await service.authorize(request.app.state.engine, settings, token)
-    return grant, service.Signer(storage, settings, grant, public_base_url(request))
+async def _signer(request: Request, token: str) -> tuple[service.Grant, service.Signer]:
+    # No dependencies on this hot path (FastAPI runs sync ones in the thread pool): the
+    # token is the credential, and settings and storage come from the app's state.
+    state = request.app.state
+    grant = await service.authorize(state.check_engine, state.settings, token)
+    return grant, service.Signer(state.storage, state.settings, grant, public_base_url(request))
 
 
 def _text(body: str, media_type: str, max_age: int) -> Response:
@@ -72,12 +73,11 @@ _PLAY_ERRORS = errors(403, 404)
     response_class=Response,
     responses={200: {"content": {M3U8: {}}}, **_PLAY_ERRORS},
 )
-async def master(
-    token: Token, request: Request, settings: SettingsDep, storage: StorageDep
-) -> Response:
-    grant = await service.authorize(request.app.state.engine, settings, token)
+async def master(token: Token, request: Request) -> Response:
+    state = request.app.state
+    grant = await service.authorize(state.check_engine, state.settings, token)
     root = service.play_root(public_base_url(request), token)
-    body = await service.master_playlist(_cache(request), storage, grant, root)
+    body = await service.master_playlist(_cache(request), state.storage, grant, root)
     # The master holds only our own token URLs: cacheable for the token's lifetime once the
     # clip is ready; while it is only viewable, briefly (more renditions are coming).
     return _text(body, M3U8, grant.remaining_s if grant.ready else min(grant.remaining_s, 5))
@@ -89,18 +89,14 @@ async def master(
     response_class=Response,
     responses={200: {"content": {"text/vtt": {}}}, **_PLAY_ERRORS},
 )
-async def storyboard(
-    token: Token, request: Request, settings: SettingsDep, storage: StorageDep
-) -> Response:
-    grant, signer = await _signer(request, settings, storage, token)
+async def storyboard(token: Token, request: Request) -> Response:
+    grant, signer = await _signer(request, token)
     body = await service.storyboard_vtt(_cache(request), signer, grant)
     return _text(body, "text/vtt", signer.lifetime_s)
 
 
-async def _redirect(
-    token: str, request: Request, settings: Any, storage: Any, field: str
-) -> Response:
-    grant, signer = await _signer(request, settings, storage, token)
+async def _redirect(token: str, request: Request, field: str) -> Response:
+    grant, signer = await _signer(request, token)
     url = await service.object_url(signer, grant, field)
     return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
 
@@ -112,10 +108,8 @@ async def _redirect(
     status_code=302,
     responses=_PLAY_ERRORS,
 )
-async def download(
-    token: Token, request: Request, settings: SettingsDep, storage: StorageDep
-) -> Response:
-    return await _redirect(token, request, settings, storage, "download")
+async def download(token: Token, request: Request) -> Response:
+    return await _redirect(token, request, "download")
 
 
 @router.get(
@@ -125,10 +119,8 @@ async def download(
     status_code=302,
     responses=_PLAY_ERRORS,
 )
-async def poster(
-    token: Token, request: Request, settings: SettingsDep, storage: StorageDep
-) -> Response:
-    return await _redirect(token, request, settings, storage, "poster")
+async def poster(token: Token, request: Request) -> Response:
+    return await _redirect(token, request, "poster")
 
 
 @router.get(
@@ -142,10 +134,8 @@ async def variant(
     rendition: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,32}$")],
     playlist: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}\.m3u8$")],
     request: Request,
-    settings: SettingsDep,
-    storage: StorageDep,
 ) -> Response:
-    grant, signer = await _signer(request, settings, storage, token)
+    grant, signer = await _signer(request, token)
     chosen = service.find_variant(grant, f"{rendition}/{playlist}")
     body = await service.variant_playlist(_cache(request), signer, grant, chosen)
     return _text(body, M3U8, signer.lifetime_s)

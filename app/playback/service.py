@@ -16,18 +16,19 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.clips.models import Clip, ClipStatus
 from app.clips.service import get_clip
 from app.config import Settings
+from app.db import is_sqlite
 from app.errors import Conflict, Forbidden, NotFound
 from app.playback import signing
 from app.storage.base import ObjectNotFound, Storage
-from app.storage.local import sign_media_url
+from app.storage.local import ScopedMediaSigner
 from app.storage.s3 import S3Storage
 from app.tenancy import Principal
 
@@ -103,6 +104,11 @@ class Grant:
         return max(0, self.exp - int(self.now))
 
 
+_TOKEN_CHECK = select(Clip.media, Clip.status, Clip.deleted_at).where(
+    Clip.id == bindparam("clip_id")
+)
+
+
 def _invalid() -> Forbidden:
     return Forbidden("This playback link is not valid.", code="invalid_signature")
 
@@ -120,13 +126,14 @@ async def authorize(engine: AsyncEngine, settings: Settings, token: str) -> Gran
     now = time.time()
     if parsed.exp <= now:
         raise Forbidden("This playback link has expired.", code="expired_signature")
+    # PostgreSQL: autocommit (no BEGIN/ROLLBACK round trips for one read); SQLite: a
+    # deferred read transaction instead of the default IMMEDIATE one (no write lock).
+    options = (
+        {"sqlite_begin": ""} if is_sqlite(str(engine.url)) else {"isolation_level": "AUTOCOMMIT"}
+    )
     async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_begin="")
-        row = (
-            await conn.execute(
-                select(Clip.media, Clip.status, Clip.deleted_at).where(Clip.id == parsed.clip_id)
-            )
-        ).one_or_none()
+        conn = await conn.execution_options(**options)
+        row = (await conn.execute(_TOKEN_CHECK, {"clip_id": parsed.clip_id})).one_or_none()
     if row is None or not row.media:
         raise _invalid()
     media: dict[str, Any] = row.media
@@ -166,14 +173,35 @@ class Signer:
     async def sign(self, keys: list[str]) -> list[str]:
         if isinstance(self.storage, S3Storage):
             return await self.storage.presign_get_many(keys, ttl_s=max(1, self.lifetime_s))
-        # Local: the token's own expiry, so the same playlist yields the same URLs (cacheable).
-        return [
-            sign_media_url(self.base_url, self.settings.secret_key, k, ttl_s=0, now=self.grant.exp)
-            for k in keys
-        ]
+        # Local: one signature for the clip's media version folder, with the token's own
+        # expiry, so the same playlist yields the same URLs (cacheable) for one HMAC.
+        scope = str(self.grant.media["prefix"])
+        signer = ScopedMediaSigner(self.base_url, self.settings.secret_key, scope, self.grant.exp)
+        return [signer.url(k) for k in keys]
 
 
 # --- playlist text, cached ----------------------------------------------------------------
+
+
+T = TypeVar("T")
+
+
+class _Lru(Generic[T]):
+    def __init__(self, max_entries: int) -> None:
+        self._items: OrderedDict[str, T] = OrderedDict()
+        self._max = max_entries
+
+    def get(self, key: str) -> T | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: T) -> T:
+        self._items[key] = value
+        if len(self._items) > self._max:
+            self._items.popitem(last=False)
+        return value
 
 
 class TextCache:
@@ -184,6 +212,7 @@ class TextCache:
     def __init__(self, max_entries: int = 512) -> None:
         self._items: OrderedDict[tuple[str, ...], str] = OrderedDict()
         self._max = max_entries
+        self.templates = _Lru[Template](max_entries)
 
     async def read(self, storage: Storage, key: str, tag: str = "") -> str:
         cache_key = (storage.kind, key, tag)
@@ -237,29 +266,57 @@ def find_variant(grant: Grant, path: str) -> dict[str, Any]:
     raise NotFound("No such rendition.")
 
 
+@dataclass(frozen=True)
+class Template:
+    """A playlist split around the object keys it refers to: the text is
+    ``literals[0] + url(keys[0]) + literals[1] + ... + literals[-1]``."""
+
+    literals: list[str]
+    keys: list[str]
+
+    def render(self, urls: list[str]) -> str:
+        parts = [self.literals[0]]
+        for url, literal in zip(urls, self.literals[1:], strict=True):
+            parts.append(url)
+            parts.append(literal)
+        return "".join(parts)
+
+
+def media_playlist_template(text: str, directory: str) -> Template:
+    """Every URI of a media playlist (segments, EXT-X-MAP) becomes a key under directory."""
+    literals: list[str] = []
+    keys: list[str] = []
+    pending: list[str] = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            literals.append("".join(pending))
+            keys.append(_join(directory, line))
+            pending = ["\n"]
+            continue
+        last = 0
+        for m in _URI_ATTR.finditer(line):
+            pending.append(line[last : m.start(1)])
+            literals.append("".join(pending))
+            keys.append(_join(directory, m.group(1)))
+            pending = []
+            last = m.end(1)
+        pending.append(line[last:] + "\n")
+    literals.append("".join(pending))
+    return Template(literals=literals, keys=keys)
+
+
 async def variant_playlist(
     cache: TextCache, signer: Signer, grant: Grant, variant: dict[str, Any]
 ) -> str:
     media = grant.media
     playlist: str = variant["playlist"]
     directory = media["prefix"] + (playlist.rsplit("/", 1)[0] + "/" if "/" in playlist else "")
-    text = await cache.read(signer.storage, media["prefix"] + playlist)
-    lines = text.splitlines()
-    keys: list[str] = []
-    for line in lines:
-        if line and not line.startswith("#"):
-            keys.append(_join(directory, line))
-        else:
-            keys.extend(_join(directory, m.group(1)) for m in _URI_ATTR.finditer(line))
-    signed = iter(await signer.sign(keys))
-    out = []
-    for line in lines:
-        if line and not line.startswith("#"):
-            line = next(signed)
-        elif _URI_ATTR.search(line):
-            line = _URI_ATTR.sub(lambda _m: f'URI="{next(signed)}"', line)
-        out.append(line)
-    return "\n".join(out) + "\n"
+    key = media["prefix"] + playlist
+    template = cache.templates.get(key)
+    if template is None:
+        text = await cache.read(signer.storage, key)
+        template = cache.templates.put(key, media_playlist_template(text, directory))
+    return template.render(await signer.sign(template.keys))
 
 
 async def storyboard_vtt(cache: TextCache, signer: Signer, grant: Grant) -> str:
