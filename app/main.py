@@ -13,12 +13,13 @@ import app.models  # noqa: F401  (every table in the metadata before the first q
 from app.auth.router import router as auth_router
 from app.clips.router import router as clips_router
 from app.config import Settings, get_settings
-from app.db import is_sqlite, make_engine, make_sessionmaker
+from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.ops.middleware import Metrics, RequestContextMiddleware
 from app.ops.router import router as ops_router
 from app.playback.router import router as playback_router
 from app.playback.service import TextCache
+from app.playback.states import ClipStates
 from app.stages.router import router as stages_router
 from app.storage import S3Storage, build_storage
 from app.storage.media_router import router as media_router
@@ -40,20 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.secret_key = settings.resolved_secret_key()
     engine = make_engine(settings.database_url)
-    # Playback token checks (one primary-key read per playlist request) on PostgreSQL use a
-    # small pool without pre-ping: asyncpg's ping costs three round trips, more than the
-    # query. A connection that went stale is recycled on its first error.
-    check_engine = (
-        engine
-        if is_sqlite(settings.database_url)
-        else make_engine(
-            settings.database_url,
-            pool_pre_ping=False,
-            pool_size=5,
-            max_overflow=10,
-            pool_recycle=300,
-        )
-    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,9 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if embedded is not None:
                 await embedded.stop()
+            await app.state.clip_states.close()
             await engine.dispose()
-            if check_engine is not engine:
-                await check_engine.dispose()
 
     app = FastAPI(
         title="peerpitch",
@@ -85,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.check_engine = check_engine
+    app.state.clip_states = ClipStates(engine, settings.database_url)
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.metrics = Metrics()
     app.state.playlist_cache = TextCache()

@@ -48,7 +48,7 @@ async def _signer(request: Request, token: str) -> tuple[service.Grant, service.
     # No dependencies on this hot path (FastAPI runs sync ones in the thread pool): the
     # token is the credential, and settings and storage come from the app's state.
     state = request.app.state
-    grant = await service.authorize(state.check_engine, state.settings, token)
+    grant = await service.authorize(state.clip_states, state.settings, token)
     return grant, service.Signer(state.storage, state.settings, grant, public_base_url(request))
 
 
@@ -75,7 +75,7 @@ _PLAY_ERRORS = errors(403, 404)
 )
 async def master(token: Token, request: Request) -> Response:
     state = request.app.state
-    grant = await service.authorize(state.check_engine, state.settings, token)
+    grant = await service.authorize(state.clip_states, state.settings, token)
     root = service.play_root(public_base_url(request), token)
     body = await service.master_playlist(_cache(request), state.storage, grant, root)
     # The master holds only our own token URLs: cacheable for the token's lifetime once the

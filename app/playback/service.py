@@ -18,15 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clips.models import Clip, ClipStatus
 from app.clips.service import get_clip
 from app.config import Settings
-from app.db import is_sqlite
 from app.errors import Conflict, Forbidden, NotFound
 from app.playback import signing
+from app.playback.states import ClipStates
 from app.storage.base import ObjectNotFound, Storage
 from app.storage.local import ScopedMediaSigner
 from app.storage.s3 import S3Storage
@@ -104,20 +103,15 @@ class Grant:
         return max(0, self.exp - int(self.now))
 
 
-_TOKEN_CHECK = select(Clip.media, Clip.status, Clip.deleted_at).where(
-    Clip.id == bindparam("clip_id")
-)
-
-
 def _invalid() -> Forbidden:
     return Forbidden("This playback link is not valid.", code="invalid_signature")
 
 
-async def authorize(engine: AsyncEngine, settings: Settings, token: str) -> Grant:
+async def authorize(states: ClipStates, settings: Settings, token: str) -> Grant:
     """Check a playback token against the clip's current state: one primary-key query.
 
-    Runs on its own connection in a plain (deferred, read-only) transaction rather than the
-    request session, so the hot path never takes SQLite's write lock.
+    The read goes through app.playback.states (not the request session): cheap, and never
+    SQLite's write lock.
     """
     try:
         parsed = signing.parse_token(token)
@@ -126,14 +120,7 @@ async def authorize(engine: AsyncEngine, settings: Settings, token: str) -> Gran
     now = time.time()
     if parsed.exp <= now:
         raise Forbidden("This playback link has expired.", code="expired_signature")
-    # PostgreSQL: autocommit (no BEGIN/ROLLBACK round trips for one read); SQLite: a
-    # deferred read transaction instead of the default IMMEDIATE one (no write lock).
-    options = (
-        {"sqlite_begin": ""} if is_sqlite(str(engine.url)) else {"isolation_level": "AUTOCOMMIT"}
-    )
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(**options)
-        row = (await conn.execute(_TOKEN_CHECK, {"clip_id": parsed.clip_id})).one_or_none()
+    row = await states.get(parsed.clip_id)
     if row is None or not row.media:
         raise _invalid()
     media: dict[str, Any] = row.media
