@@ -4,7 +4,7 @@ deletion time by primary key.
 On PostgreSQL it goes through a small asyncpg pool of its own rather than SQLAlchemy: for a
 single-row read on the hot path, SQLAlchemy's async machinery (greenlet hops, pool
 pre-ping, result processing) costs several times the query (bench/playback.py measured
-0.15 → 0.37 of a bare endpoint's throughput). On SQLite it is a deferred read transaction
+about 0.15 → 0.36 of a bare endpoint's throughput). On SQLite it is a deferred read transaction
 on the app's engine (never the write lock).
 """
 
