@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     # False: the whole ladder in one ffmpeg process (less CPU, viewable only when ready).
     transcode_early_viewable: bool = True
 
+    # Playback
+    # Lifetime of the URLs from GET /v1/clips/{id}/playback (HLS token, MP4, poster, VTT).
+    playback_ttl_s: int = Field(default=6 * 3600, ge=60)
+    # Presigned S3 URLs inside served playlists live at most this long: a deleted clip's
+    # segments stay readable from the bucket until they expire.
+    playback_s3_url_ttl_s: int = Field(default=900, ge=30, le=900)
+
     # Jobs and workers
     embedded_worker: bool | None = None
     worker_concurrency: int = Field(default=2, ge=1)

@@ -17,11 +17,15 @@ from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.ops.middleware import Metrics, RequestContextMiddleware
 from app.ops.router import router as ops_router
+from app.playback.router import router as playback_router
+from app.playback.service import TextCache
+from app.playback.states import ClipStates
 from app.stages.router import router as stages_router
 from app.storage import S3Storage, build_storage
 from app.storage.media_router import router as media_router
 from app.uploads.router import router as uploads_router
 from app.users.router import router as users_router
+from app.views.router import router as views_router
 
 log = logging.getLogger("peerpitch")
 
@@ -56,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if embedded is not None:
                 await embedded.stop()
+            await app.state.clip_states.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -66,8 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.clip_states = ClipStates(engine, settings.database_url)
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.metrics = Metrics()
+    app.state.playlist_cache = TextCache()
     app.state.storage = build_storage(
         settings, base_url=settings.public_base_url or "http://127.0.0.1:8000"
     )
@@ -81,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clips_router,
         uploads_router,
         media_router,
+        playback_router,
+        views_router,
     )
     for router in routers:
         app.include_router(router)

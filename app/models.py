@@ -9,10 +9,12 @@ from app.orgs.models import Organization
 from app.stages.models import Skill, Stage
 from app.uploads.models import Upload
 from app.users.models import User
+from app.views.models import ClipView
 
 __all__ = [
     "Base",
     "Clip",
+    "ClipView",
     "IdempotencyRecord",
     "Job",
     "LoginFailure",

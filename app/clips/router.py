@@ -14,6 +14,7 @@ from app.idempotency.service import idempotent
 from app.openapi_meta import errors
 from app.pagination import Page, PageParams, page_params
 from app.uploads import service as uploads
+from app.views.service import stats_for
 
 router = APIRouter(prefix="/v1/clips", tags=["clips"])
 
@@ -72,14 +73,17 @@ async def list_clips(
 ) -> Page[ClipOut]:
     filters = service.ClipFilters(stage=stage, kind=kind, owner_id=owner_id, status=status, q=q)
     clips, cursor = await service.list_clips(session, principal, filters, page)
-    return Page[ClipOut](items=[ClipOut.of(c) for c in clips], next_cursor=cursor)
+    stats = await stats_for(session, principal, [c.id for c in clips])
+    return Page[ClipOut](items=[ClipOut.of(c, stats.get(c.id)) for c in clips], next_cursor=cursor)
 
 
 @router.get(
     "/{clip_id}", summary="Get a clip", response_model=ClipOut, responses=errors(401, 404, 422)
 )
 async def get_clip(clip_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> ClipOut:
-    return ClipOut.of(await service.get_clip(session, principal, clip_id))
+    clip = await service.get_clip(session, principal, clip_id)
+    stats = await stats_for(session, principal, [clip.id])
+    return ClipOut.of(clip, stats.get(clip.id))
 
 
 @router.patch(
@@ -91,7 +95,9 @@ async def get_clip(clip_id: uuid.UUID, session: SessionDep, principal: Principal
 async def update_clip(
     clip_id: uuid.UUID, body: ClipUpdate, session: SessionDep, principal: PrincipalDep
 ) -> ClipOut:
-    return ClipOut.of(await service.update_clip(session, principal, clip_id, body))
+    clip = await service.update_clip(session, principal, clip_id, body)
+    stats = await stats_for(session, principal, [clip.id])
+    return ClipOut.of(clip, stats.get(clip.id))
 
 
 @router.delete(

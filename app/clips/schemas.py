@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.clips.models import Clip, ClipKind, ClipStatus, Visibility
+from app.views.schemas import Progress, ViewStats
 
 SkillKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
@@ -47,9 +48,14 @@ class ClipOut(BaseModel):
     size_bytes: int
     created_at: datetime
     updated_at: datetime
+    view_count: int = Field(default=0, description="Distinct users who watched it.")
+    my_progress: Progress | None = Field(
+        default=None, description="The caller's watch progress, if they watched it."
+    )
 
     @classmethod
-    def of(cls, clip: Clip) -> ClipOut:
+    def of(cls, clip: Clip, stats: ViewStats | None = None) -> ClipOut:
+        stats = stats or ViewStats()
         error = None
         if clip.error_code:
             error = ClipError(code=clip.error_code, message=clip.error_message or "")
@@ -81,6 +87,8 @@ class ClipOut(BaseModel):
             size_bytes=clip.size_bytes,
             created_at=clip.created_at,
             updated_at=clip.updated_at,
+            view_count=stats.view_count,
+            my_progress=stats.mine,
         )
 
 

@@ -119,6 +119,49 @@ def sign_media_url(
     return f"{base_url.rstrip('/')}/v1/media/{quote(key)}?{urlencode(query)}"
 
 
+# validate_key's rule as one pattern (segments of safe characters, none starting with a dot).
+_SAFE_KEY = re.compile(r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*/)*[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def scope_signature(secret_key: str, scope: str, exp: int) -> str:
+    """HMAC-SHA256 hex over a key prefix and an expiry: one signature for every object under
+    the prefix (a media playlist's segments), so serving a playlist costs one HMAC."""
+    message = f"scope\n{scope}\n{exp}"
+    return hmac.new(secret_key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def valid_scope(scope: str) -> bool:
+    """A scope is a key prefix that ends with "/" (whole folders only)."""
+    return scope.endswith("/") and len(scope) <= 1024 and bool(_SAFE_KEY.fullmatch(scope[:-1]))
+
+
+def verify_scope_signature(secret_key: str, key: str, scope: str, exp: int, sig: str) -> bool:
+    """True when sig signs (scope, exp), key lies under scope, and exp has not passed."""
+    if exp < time.time() or not valid_scope(scope) or not key.startswith(scope):
+        return False
+    expected = scope_signature(secret_key, scope, exp)
+    return hmac.compare_digest(expected.encode(), sig.lower().encode())
+
+
+class ScopedMediaSigner:
+    """Signed `/v1/media/{key}?exp=&scope=&sig=` URLs for many keys under one prefix, with one
+    HMAC for all of them (the media route checks that the key lies under the scope)."""
+
+    def __init__(self, base_url: str, secret_key: str, scope: str, exp: int) -> None:
+        if not valid_scope(scope):
+            raise InvalidKey(f"invalid scope {scope!r}")
+        self._prefix = f"{base_url.rstrip('/')}/v1/media/"
+        self._scope = scope
+        sig = scope_signature(secret_key, scope, exp)
+        self._query = f"?exp={exp}&scope={quote(scope, safe='')}&sig={sig}"
+
+    def url(self, key: str) -> str:
+        # Safe characters only (validate_key's rule), so quote(key) would be the key itself.
+        if not key.startswith(self._scope) or len(key) > 1024 or not _SAFE_KEY.fullmatch(key):
+            raise InvalidKey(f"invalid key {key!r} for scope {self._scope!r}")
+        return f"{self._prefix}{key}{self._query}"
+
+
 def verify_media_signature(
     secret_key: str,
     key: str,

@@ -28,7 +28,11 @@ from app.storage.base import (
     content_disposition,
     normalize_etag,
 )
-from app.storage.local import DEFAULT_CONTENT_TYPE, verify_media_signature
+from app.storage.local import (
+    DEFAULT_CONTENT_TYPE,
+    verify_media_signature,
+    verify_scope_signature,
+)
 
 router = APIRouter(tags=["media"])
 
@@ -110,6 +114,7 @@ async def _serve(
     sig: str | None,
     dl: str | None,
     ct: str | None,
+    scope: str | None,
     *,
     head: bool,
 ) -> Response:
@@ -126,7 +131,15 @@ async def _serve(
     if expires < now:
         raise Forbidden("This media link has expired.", code="expired_signature")
     secret_key: str = request.app.state.settings.secret_key
-    if not verify_media_signature(
+    if scope is not None:
+        # One signature for a folder (playlist segments); no response overrides then.
+        if (
+            dl is not None
+            or ct is not None
+            or not verify_scope_signature(secret_key, key, scope, expires, sig)
+        ):
+            raise Forbidden("This media link is not valid.", code="invalid_signature")
+    elif not verify_media_signature(
         secret_key, key, expires, sig, filename=dl, content_type=ct, now=now
     ):
         raise Forbidden("This media link is not valid.", code="invalid_signature")
@@ -186,6 +199,10 @@ Exp = Annotated[str | None, Query(description="Expiry, Unix seconds (signed)")]
 Sig = Annotated[str | None, Query(description="HMAC-SHA256 signature (hex)")]
 Dl = Annotated[str | None, Query(description="Download file name (signed)")]
 Ct = Annotated[str | None, Query(description="Content-Type override (signed)")]
+Scope = Annotated[
+    str | None,
+    Query(description="Key prefix the signature covers (playlist segments; signed)"),
+]
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The whole object", "content": {"application/octet-stream": {}}},
@@ -210,8 +227,9 @@ async def get_media(
     sig: Sig = None,
     dl: Dl = None,
     ct: Ct = None,
+    scope: Scope = None,
 ) -> Response:
-    return await _serve(request, key, exp, sig, dl, ct, head=False)
+    return await _serve(request, key, exp, sig, dl, ct, scope, head=False)
 
 
 @router.head(
@@ -227,5 +245,6 @@ async def head_media(
     sig: Sig = None,
     dl: Dl = None,
     ct: Ct = None,
+    scope: Scope = None,
 ) -> Response:
-    return await _serve(request, key, exp, sig, dl, ct, head=True)
+    return await _serve(request, key, exp, sig, dl, ct, scope, head=True)

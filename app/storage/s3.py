@@ -357,6 +357,21 @@ class S3Storage:
             self._client.generate_presigned_url, "get_object", Params=params, ExpiresIn=ttl_s
         )
 
+    async def presign_get_many(self, keys: list[str], *, ttl_s: int) -> list[str]:
+        """Presigned GETs for many keys in one worker-thread hop (signing is local work)."""
+        for key in keys:
+            validate_key(key)
+
+        def run() -> list[str]:
+            return [
+                self._client.generate_presigned_url(
+                    "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s
+                )
+                for key in keys
+            ]
+
+        return await self._run(run)
+
     async def sha256(self, key: str) -> str:
         validate_key(key)
 

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class PlaybackOut(BaseModel):
+    hls_url: str = Field(description="HLS master playlist (signed; no Authorization needed).")
+    mp4_url: str | None = Field(description="Progressive MP4 for download; null until it exists.")
+    poster_url: str | None = Field(description="Poster JPEG; null until it exists.")
+    storyboard_url: str | None = Field(
+        description="WebVTT thumbnails track (sprite URLs signed); null until it exists."
+    )
+    expires_at: datetime = Field(description="When every URL above stops working.")

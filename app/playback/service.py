@@ -1,0 +1,332 @@
+"""Playback: hand out signed, expiring URLs and serve the playlists they point at.
+
+The player gets one token (see app.playback.signing) in every path under `/v1/play/`.
+Each request under it checks the token against the clip's row (one primary-key query), so
+deleting or republishing a clip stops its URLs at once. Playlists and the storyboard VTT are
+rewritten so every URI inside is absolute and signed: presigned S3 GETs (at most
+`playback_s3_url_ttl_s`) on S3, signed `/v1/media/...` URLs of this API on local storage.
+The stored playlists are immutable per media version, so their text is cached in memory.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.clips.models import Clip, ClipStatus
+from app.clips.service import get_clip
+from app.config import Settings
+from app.errors import Conflict, Forbidden, NotFound
+from app.playback import signing
+from app.playback.states import ClipStates
+from app.storage.base import ObjectNotFound, Storage
+from app.storage.local import ScopedMediaSigner
+from app.storage.s3 import S3Storage
+from app.tenancy import Principal
+
+PLAYABLE = (ClipStatus.viewable, ClipStatus.ready)
+_URI_ATTR = re.compile(r'URI="([^"]*)"')
+# A relative URI we wrote: path segments of safe characters, never "..".
+_RELATIVE = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9_-][A-Za-z0-9._/-]*$")
+
+
+def is_playable(clip: Clip) -> bool:
+    media = clip.media or {}
+    return clip.status in PLAYABLE and bool(media.get("variants"))
+
+
+@dataclass(frozen=True)
+class Playback:
+    hls_url: str
+    mp4_url: str | None
+    poster_url: str | None
+    storyboard_url: str | None
+    expires_at: datetime
+
+
+def play_root(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}/v1/play/{token}/"
+
+
+async def playback_for(
+    session: AsyncSession,
+    principal: Principal,
+    settings: Settings,
+    clip_id: uuid.UUID,
+    base_url: str,
+    *,
+    now: float | None = None,
+) -> Playback:
+    clip = await get_clip(session, principal, clip_id)
+    if not is_playable(clip):
+        raise Conflict("The clip has no playable rendition yet.", code="not_viewable")
+    media: dict[str, Any] = clip.media or {}
+    exp = int(now if now is not None else time.time()) + settings.playback_ttl_s
+    token = signing.make_token(settings.secret_key, clip.id, str(media["version"]), exp)
+    root = play_root(base_url, token)
+    return Playback(
+        hls_url=root + "master.m3u8",
+        mp4_url=root + "download.mp4" if media.get("download") else None,
+        poster_url=root + "poster.jpg" if media.get("poster") else None,
+        storyboard_url=(
+            root + "storyboard.vtt"
+            if media.get("storyboard") and media.get("storyboard_vtt")
+            else None
+        ),
+        expires_at=datetime.fromtimestamp(exp, UTC),
+    )
+
+
+# --- the token check ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A verified token: the clip's current media manifest and the token's expiry."""
+
+    token: str
+    clip_id: uuid.UUID
+    media: dict[str, Any]
+    exp: int
+    now: float
+    ready: bool  # False while only some renditions exist: the master will still change
+
+    @property
+    def remaining_s(self) -> int:
+        return max(0, self.exp - int(self.now))
+
+
+def _invalid() -> Forbidden:
+    return Forbidden("This playback link is not valid.", code="invalid_signature")
+
+
+async def authorize(states: ClipStates, settings: Settings, token: str) -> Grant:
+    """Check a playback token against the clip's current state: one primary-key query.
+
+    The read goes through app.playback.states (not the request session): cheap, and never
+    SQLite's write lock.
+    """
+    try:
+        parsed = signing.parse_token(token)
+    except signing.MalformedToken:
+        raise _invalid() from None
+    now = time.time()
+    if parsed.exp <= now:
+        raise Forbidden("This playback link has expired.", code="expired_signature")
+    row = await states.get(parsed.clip_id)
+    if row is None or not row.media:
+        raise _invalid()
+    media: dict[str, Any] = row.media
+    if not signing.verify(settings.secret_key, parsed, str(media.get("version", ""))):
+        raise _invalid()
+    if row.deleted_at is not None or row.status not in PLAYABLE:
+        raise NotFound("This clip is no longer available.")
+    return Grant(
+        token=token,
+        clip_id=parsed.clip_id,
+        media=media,
+        exp=parsed.exp,
+        now=now,
+        ready=row.status == ClipStatus.ready,
+    )
+
+
+# --- signing object URLs --------------------------------------------------------------------
+
+
+class Signer:
+    """Signed, absolute URLs for objects of one grant, on either storage backend."""
+
+    def __init__(self, storage: Storage, settings: Settings, grant: Grant, base_url: str):
+        self.storage = storage
+        self.settings = settings
+        self.grant = grant
+        self.base_url = base_url
+
+    @property
+    def lifetime_s(self) -> int:
+        """How long the URLs this signer makes stay valid (the cacheable lifetime)."""
+        if isinstance(self.storage, S3Storage):
+            return min(self.grant.remaining_s, self.settings.playback_s3_url_ttl_s)
+        return self.grant.remaining_s
+
+    async def sign(self, keys: list[str]) -> list[str]:
+        if isinstance(self.storage, S3Storage):
+            return await self.storage.presign_get_many(keys, ttl_s=max(1, self.lifetime_s))
+        # Local: one signature for the clip's media version folder, with the token's own
+        # expiry, so the same playlist yields the same URLs (cacheable) for one HMAC.
+        scope = str(self.grant.media["prefix"])
+        signer = ScopedMediaSigner(self.base_url, self.settings.secret_key, scope, self.grant.exp)
+        return [signer.url(k) for k in keys]
+
+
+# --- playlist text, cached ----------------------------------------------------------------
+
+
+T = TypeVar("T")
+
+
+class _Lru(Generic[T]):
+    def __init__(self, max_entries: int) -> None:
+        self._items: OrderedDict[str, T] = OrderedDict()
+        self._max = max_entries
+
+    def get(self, key: str) -> T | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: T) -> T:
+        self._items[key] = value
+        if len(self._items) > self._max:
+            self._items.popitem(last=False)
+        return value
+
+
+class TextCache:
+    """Small LRU of stored playlist/VTT text. Objects under a media version never change
+    once written (the master is rewritten when more renditions appear; callers key it by
+    the number of variants)."""
+
+    def __init__(self, max_entries: int = 512) -> None:
+        self._items: OrderedDict[tuple[str, ...], str] = OrderedDict()
+        self._max = max_entries
+        self.templates = _Lru[Template](max_entries)
+
+    async def read(self, storage: Storage, key: str, tag: str = "") -> str:
+        cache_key = (storage.kind, key, tag)
+        text = self._items.get(cache_key)
+        if text is not None:
+            self._items.move_to_end(cache_key)
+            return text
+        try:
+            chunks = [c async for c in await storage.open_range(key)]
+        except ObjectNotFound:
+            raise NotFound() from None
+        text = b"".join(chunks).decode()
+        self._items[cache_key] = text
+        if len(self._items) > self._max:
+            self._items.popitem(last=False)
+        return text
+
+
+def _check_relative(uri: str) -> str:
+    if not _RELATIVE.fullmatch(uri):
+        raise NotFound("The playlist refers to an unexpected location.")
+    return uri
+
+
+def _join(directory: str, uri: str) -> str:
+    return f"{directory}{_check_relative(uri)}"
+
+
+async def master_playlist(cache: TextCache, storage: Storage, grant: Grant, root: str) -> str:
+    media = grant.media
+    text = await cache.read(
+        storage, media["prefix"] + media["master"], tag=str(len(media["variants"]))
+    )
+    known = {v["playlist"] for v in media["variants"]}
+    out = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            if _check_relative(line) not in known:
+                continue  # only variants of the published manifest
+            line = root + line
+        elif _URI_ATTR.search(line):
+            line = _URI_ATTR.sub(lambda m: f'URI="{root}{_check_relative(m.group(1))}"', line)
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def find_variant(grant: Grant, path: str) -> dict[str, Any]:
+    for variant in grant.media["variants"]:
+        if variant["playlist"] == path:
+            return dict(variant)
+    raise NotFound("No such rendition.")
+
+
+@dataclass(frozen=True)
+class Template:
+    """A playlist split around the object keys it refers to: the text is
+    ``literals[0] + url(keys[0]) + literals[1] + ... + literals[-1]``."""
+
+    literals: list[str]
+    keys: list[str]
+
+    def render(self, urls: list[str]) -> str:
+        parts = [self.literals[0]]
+        for url, literal in zip(urls, self.literals[1:], strict=True):
+            parts.append(url)
+            parts.append(literal)
+        return "".join(parts)
+
+
+def media_playlist_template(text: str, directory: str) -> Template:
+    """Every URI of a media playlist (segments, EXT-X-MAP) becomes a key under directory."""
+    literals: list[str] = []
+    keys: list[str] = []
+    pending: list[str] = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            literals.append("".join(pending))
+            keys.append(_join(directory, line))
+            pending = ["\n"]
+            continue
+        last = 0
+        for m in _URI_ATTR.finditer(line):
+            pending.append(line[last : m.start(1)])
+            literals.append("".join(pending))
+            keys.append(_join(directory, m.group(1)))
+            pending = []
+            last = m.end(1)
+        pending.append(line[last:] + "\n")
+    literals.append("".join(pending))
+    return Template(literals=literals, keys=keys)
+
+
+async def variant_playlist(
+    cache: TextCache, signer: Signer, grant: Grant, variant: dict[str, Any]
+) -> str:
+    media = grant.media
+    playlist: str = variant["playlist"]
+    directory = media["prefix"] + (playlist.rsplit("/", 1)[0] + "/" if "/" in playlist else "")
+    key = media["prefix"] + playlist
+    template = cache.templates.get(key)
+    if template is None:
+        text = await cache.read(signer.storage, key)
+        template = cache.templates.put(key, media_playlist_template(text, directory))
+    return template.render(await signer.sign(template.keys))
+
+
+async def storyboard_vtt(cache: TextCache, signer: Signer, grant: Grant) -> str:
+    media = grant.media
+    if not media.get("storyboard_vtt") or not media.get("storyboard"):
+        raise NotFound("This clip has no storyboard yet.")
+    text = await cache.read(signer.storage, media["prefix"] + media["storyboard_vtt"])
+    sprite = str(media["storyboard"])
+    (url,) = await signer.sign([media["prefix"] + _check_relative(sprite)])
+    out = []
+    for line in text.splitlines():
+        if "#xywh=" in line:
+            name, _, fragment = line.partition("#")
+            if name.strip() == sprite:
+                line = f"{url}#{fragment}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+async def object_url(signer: Signer, grant: Grant, field: str) -> str:
+    """A signed URL of the download MP4 or the poster (the play routes redirect to it)."""
+    name = grant.media.get(field)
+    if not name:
+        raise NotFound("This clip has no such file yet.")
+    (url,) = await signer.sign([grant.media["prefix"] + _check_relative(str(name))])
+    return url

@@ -1,0 +1,258 @@
+"""Real HLS clients (ffmpeg, ffprobe) play signed playback URLs over HTTP, on local storage
+and on S3; every URL in a served playlist is absolute, signed and fetchable; tampered,
+expired, cross-clip and deleted-clip URLs stop working."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from app.clips.models import Clip
+from app.db import make_engine
+from app.playback import signing
+from tests.conftest import TEST_SECRET
+from tests.media.conftest import Clips
+from tests.playback.conftest import Live, User
+
+
+@dataclass
+class Played:
+    rep: User
+    a: dict[str, Any]  # org-visible landscape clip, ready
+    b: dict[str, Any]  # private small clip of the rep, ready
+
+
+@pytest.fixture(scope="module")
+def played(live: Live, media: Clips) -> Played:
+    rep = live.add_user("rep")
+    a = live.upload(rep, media.landscape())
+    b = live.upload(rep, media.small(), visibility="private")
+    return Played(rep=rep, a=live.wait_ready(rep, a), b=live.wait_ready(rep, b))
+
+
+def playback(live: Live, actor: User, clip_id: str) -> dict[str, Any]:
+    r = live.http.get(f"/v1/clips/{clip_id}/playback", headers=actor.headers)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def probe(url: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-of", "json", *args, url],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def lines_with_uris(text: str) -> list[str]:
+    uris = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            uris.append(line)
+        uris += re.findall(r'URI="([^"]*)"', line)
+    return uris
+
+
+def media_version(live: Live, clip_id: str) -> str:
+    async def run() -> str:
+        engine = make_engine(live.settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                media = await conn.scalar(select(Clip.media).where(Clip.id == uuid.UUID(clip_id)))
+        finally:
+            await engine.dispose()
+        assert media is not None
+        return str(media["version"])
+
+    return asyncio.run(run())
+
+
+def assert_forbidden(r: httpx.Response, code: str = "invalid_signature") -> None:
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["code"] == code
+
+
+def test_ffmpeg_plays_every_variant_and_the_mp4(live: Live, played: Played) -> None:
+    urls = playback(live, played.rep, played.a["id"])
+    expected_ms = played.a["duration_ms"]
+    assert urls["hls_url"].startswith(live.base_url + "/v1/play/")
+    assert urls["hls_url"].endswith("/master.m3u8")
+
+    # Every variant, every stream: a copy-decode of the whole master playlist.
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", urls["hls_url"], "-map", "0", "-c", "copy",
+         "-f", "null", "-"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    master = live.http.get(urls["hls_url"]).text
+    variants = lines_with_uris(master)
+    assert len(variants) == len(played.a["renditions"]) == 2
+    heights = set()
+    for url in variants:
+        info = probe(url, "-show_entries", "format=duration:stream=codec_type,height")
+        assert abs(float(info["format"]["duration"]) * 1000 - expected_ms) <= 100, info
+        heights |= {s["height"] for s in info["streams"] if s["codec_type"] == "video"}
+    assert heights == {r["height"] for r in played.a["renditions"]}
+
+    mp4 = probe(urls["mp4_url"], "-show_entries", "format=duration:stream=codec_name")
+    assert abs(float(mp4["format"]["duration"]) * 1000 - expected_ms) <= 100
+    assert {s["codec_name"] for s in mp4["streams"]} == {"h264", "aac"}
+
+    poster = live.http.get(urls["poster_url"], follow_redirects=True)
+    assert poster.status_code == 200
+    assert poster.headers["content-type"] == "image/jpeg"
+    assert poster.content[:3] == b"\xff\xd8\xff"
+    (stream,) = probe(urls["poster_url"], "-show_entries", "stream=width,height")["streams"]
+    assert (stream["width"], stream["height"]) == (played.a["width"], played.a["height"])
+
+
+def test_every_url_in_every_playlist_is_absolute_signed_and_fetchable(
+    live: Live, played: Played
+) -> None:
+    urls = playback(live, played.rep, played.a["id"])
+    signed_marker = "X-Amz-Signature=" if live.settings.storage == "s3" else "sig="
+    r = live.http.get(urls["hls_url"])
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/vnd.apple.mpegurl")
+    assert re.fullmatch(r"private, max-age=\d+", r.headers["cache-control"])
+    for variant in lines_with_uris(r.text):
+        assert variant.startswith(live.base_url + "/v1/play/") and variant.endswith(".m3u8")
+        v = live.http.get(variant)
+        assert v.status_code == 200, v.text
+        max_age = int(v.headers["cache-control"].split("=")[1])
+        if live.settings.storage == "s3":
+            assert 0 < max_age <= 900
+        uris = lines_with_uris(v.text)
+        assert any(u.split("?")[0].endswith("init.mp4") for u in uris)
+        assert sum(u.split("?")[0].endswith(".m4s") for u in uris) >= 1
+        for uri in uris:
+            assert uri.startswith("http://") and signed_marker in uri, uri
+            got = httpx.get(uri)
+            assert got.status_code == 200, (uri, got.text)
+            assert got.content
+
+    vtt = live.http.get(urls["storyboard_url"])
+    assert vtt.status_code == 200 and vtt.text.startswith("WEBVTT")
+    assert vtt.headers["content-type"].startswith("text/vtt")
+    sprites = {line.split("#")[0] for line in vtt.text.splitlines() if "#xywh=" in line}
+    assert len(sprites) == 1
+    (sprite,) = sprites
+    assert sprite.startswith("http://") and signed_marker in sprite
+    got = httpx.get(sprite)
+    assert got.status_code == 200 and got.content[:3] == b"\xff\xd8\xff"
+
+
+def test_tampered_expired_and_cross_clip_tokens_are_403(live: Live, played: Played) -> None:
+    urls = playback(live, played.rep, played.a["id"])
+    token = urls["hls_url"].split("/v1/play/")[1].split("/")[0]
+    clip_hex, exp, sig = token.split("-", 2)
+    for i in (0, len(sig) // 2, len(sig) - 1):
+        flipped = sig[:i] + ("A" if sig[i] != "A" else "B") + sig[i + 1 :]
+        bad = f"{clip_hex}-{exp}-{flipped}"
+        assert_forbidden(live.http.get(f"/v1/play/{bad}/master.m3u8"))
+        assert_forbidden(live.http.get(f"/v1/play/{bad}/v0/index.m3u8"))
+    # The expiry is signed: moving it forward breaks the signature.
+    assert_forbidden(live.http.get(f"/v1/play/{clip_hex}-{int(exp) + 60}-{sig}/master.m3u8"))
+    # Garbage.
+    assert_forbidden(live.http.get("/v1/play/not-a-token/master.m3u8"))
+
+    # A correctly signed token that has expired.
+    version = media_version(live, played.a["id"])
+    old = signing.make_token(TEST_SECRET, uuid.UUID(played.a["id"]), version, int(time.time()) - 1)
+    assert_forbidden(live.http.get(f"/v1/play/{old}/master.m3u8"), "expired_signature")
+    fresh = signing.make_token(
+        TEST_SECRET, uuid.UUID(played.a["id"]), version, int(time.time()) + 60
+    )
+    assert live.http.get(f"/v1/play/{fresh}/master.m3u8").status_code == 200
+    # Signed for another media version (a republished clip): refused.
+    stale = signing.make_token(TEST_SECRET, uuid.UUID(played.a["id"]), "0-0", int(time.time()) + 60)
+    assert_forbidden(live.http.get(f"/v1/play/{stale}/master.m3u8"))
+
+    # Clip A's token used on clip B's path.
+    b_hex = uuid.UUID(played.b["id"]).hex
+    assert_forbidden(live.http.get(f"/v1/play/{b_hex}-{exp}-{sig}/master.m3u8"))
+
+    if live.settings.storage == "local":
+        # The segment URLs' own signatures.
+        variant = lines_with_uris(live.http.get(urls["hls_url"]).text)[0]
+        segment = lines_with_uris(live.http.get(variant).text)[-1]
+        head, _, sig_value = segment.rpartition("sig=")
+        flipped = ("0" if sig_value[0] != "0" else "1") + sig_value[1:]
+        assert_forbidden(httpx.get(head + "sig=" + flipped))
+
+
+def test_range_requests_through_playback_urls(live: Live, played: Played) -> None:
+    url = playback(live, played.rep, played.a["id"])["mp4_url"]
+    whole = httpx.get(url, follow_redirects=True)
+    assert whole.status_code == 200
+    size = len(whole.content)
+    assert int(whole.headers["content-length"]) == size > 1000
+
+    def ranged(spec: str) -> httpx.Response:
+        return httpx.get(url, headers={"Range": spec}, follow_redirects=True)
+
+    first = ranged("bytes=0-0")
+    assert first.status_code == 206 and first.content == whole.content[:1]
+    assert first.headers["content-range"] == f"bytes 0-0/{size}"
+    middle = ranged("bytes=100-199")
+    assert middle.status_code == 206 and middle.content == whole.content[100:200]
+    assert middle.headers["content-range"] == f"bytes 100-199/{size}"
+    suffix = ranged("bytes=-500")
+    assert suffix.status_code == 206 and suffix.content == whole.content[-500:]
+    assert suffix.headers["content-range"] == f"bytes {size - 500}-{size - 1}/{size}"
+    beyond = ranged(f"bytes={size}-")
+    assert beyond.status_code == 416
+    if live.settings.storage == "local":
+        assert beyond.json()["error"]["code"] == "range_not_satisfiable"
+        assert beyond.headers["content-range"] == f"bytes */{size}"
+
+
+def test_who_may_get_playback_urls(live: Live, played: Played) -> None:
+    other_rep = live.add_user("rep")
+    coach = live.add_user("coach")
+    # Org-visible clip: any member; another org: 404.
+    playback(live, other_rep, played.a["id"])
+    outsider = live.new_org("Globex")
+    r = live.http.get(f"/v1/clips/{played.a['id']}/playback", headers=outsider.headers)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    # Someone else's private clip: 404 for a rep, fine for a coach.
+    r = live.http.get(f"/v1/clips/{played.b['id']}/playback", headers=other_rep.headers)
+    assert r.status_code == 404
+    playback(live, coach, played.b["id"])
+    assert live.http.get(f"/v1/clips/{played.a['id']}/playback").status_code == 401
+
+
+def test_not_viewable_until_a_rendition_exists(live: Live, played: Played) -> None:
+    from tests.api.test_clips import clip_body
+
+    r = live.http.post("/v1/clips", json=clip_body(), headers=played.rep.headers)
+    clip_id = r.json()["clip"]["id"]
+    r = live.http.get(f"/v1/clips/{clip_id}/playback", headers=played.rep.headers)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_viewable"
+
+
+def test_deleting_the_clip_stops_its_urls_at_once(live: Live, played: Played) -> None:
+    urls = playback(live, played.rep, played.b["id"])
+    master = live.http.get(urls["hls_url"])
+    assert master.status_code == 200
+    variant = lines_with_uris(master.text)[0]
+    r = live.http.delete(f"/v1/clips/{played.b['id']}", headers=played.rep.headers)
+    assert r.status_code == 204
+    for url in (urls["hls_url"], variant, urls["storyboard_url"], urls["mp4_url"]):
+        gone = live.http.get(url)
+        assert gone.status_code in (403, 404), (url, gone.status_code)
+        assert "error" in gone.json()
