@@ -173,8 +173,13 @@ async def test_bad_inputs_fail_with_their_code_and_the_worker_stays_healthy(
         assert final["status"] == "failed", name
         assert final["error"]["code"] == code, (name, final["error"])
         assert "root:" not in final["error"]["message"]
-    async with app.state.sessionmaker() as session:
-        jobs = (await session.scalars(select(Job).where(Job.kind == "transcode_clip"))).all()
+    # The clip fails inside the handler; the worker records the job's end just after.
+    for _ in range(200):
+        async with app.state.sessionmaker() as session:
+            jobs = (await session.scalars(select(Job).where(Job.kind == "transcode_clip"))).all()
+        if all(j.status == JobStatus.failed for j in jobs):
+            break
+        await asyncio.sleep(0.05)
     # Permanent failures: one attempt each, no retries queued.
     assert {j.status for j in jobs} == {JobStatus.failed}
     assert {j.attempts for j in jobs} == {1}
