@@ -65,6 +65,8 @@ openapi: deps
 bench: deps
 	$(BIN)/python bench/upload.py
 	$(BIN)/python bench/queue.py
+	$(BIN)/python bench/transcode.py
+	$(BIN)/python bench/playback.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
