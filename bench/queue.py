@@ -31,15 +31,13 @@ import time
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 from sqlalchemy import func, insert, select, text, update
-from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, utcnow, uuid7
 from app.jobs.models import Job, JobStatus
 from app.jobs.service import NOTIFY_CHANNEL, enqueue
-from app.migrate import upgrade_head
+from app.migrate import create_scratch_database, drop_scratch_database, upgrade_head
 from workers.registry import JobContext, Registry
 from workers.runtime import Worker
 
@@ -55,21 +53,6 @@ FORK = mp.get_context("fork")  # children inherit imports; no event loop exists 
 
 
 # --- scratch database -------------------------------------------------------------------
-
-
-async def _admin(base_url: str, sql: str) -> None:
-    url = make_url(base_url)
-    conn = await asyncpg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database=url.database,
-    )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 def _settings(url: str, **overrides: Any) -> Settings:
@@ -272,14 +255,13 @@ def main() -> int:
         print("the queue benchmark needs PostgreSQL", file=sys.stderr)
         return 2
     name = f"pp_bench_{os.getpid()}"
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
+    url = asyncio.run(create_scratch_database(base, name))
     try:
         upgrade_head(url, quiet=True)
         rate = throughput(url)
         p50 = latency(url)
     finally:
-        asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_scratch_database(base, name))
     ok = rate >= GOAL_JOBS_PER_S and p50 < GOAL_P50_MS
     print("goals met" if ok else "goals NOT met")
     return 0 if ok else 1

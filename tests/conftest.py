@@ -13,6 +13,7 @@ os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,15 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.db import Base, make_engine
 from app.main import create_app
-from app.migrate import upgrade_head
+from app.migrate import create_scratch_database, drop_scratch_database, upgrade_head
 from app.orgs.service import create_org
+from workers.main import load_handlers
+from workers.registry import TaskContext
+from workers.runtime import Worker
 
 # The S3 fixtures (moto's server over HTTP) for every test module.
 pytest_plugins = ["tests.fixtures.s3"]
@@ -39,52 +42,16 @@ def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 
 
-async def _create_pg_database(base_url: str, name: str) -> None:
-    import asyncpg
-
-    url = make_url(base_url)
-    conn = await asyncpg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database=url.database,
-    )
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def _drop_pg_database(base_url: str, name: str) -> None:
-    import asyncpg
-
-    url = make_url(base_url)
-    conn = await asyncpg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database=url.database,
-    )
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A freshly migrated database for this test process."""
     base = os.environ.get("PEERPITCH_TEST_DATABASE_URL")
     if base:
         name = f"pp_test_{os.getpid()}_{_worker()}"
-        asyncio.run(_create_pg_database(base, name))
-        url = make_url(base).set(database=name).render_as_string(hide_password=False)
+        url = asyncio.run(create_scratch_database(base, name))
         upgrade_head(url, quiet=True)
         yield url
-        asyncio.run(_drop_pg_database(base, name))
+        asyncio.run(drop_scratch_database(base, name))
     else:
         path = tmp_path_factory.mktemp("db") / "test.db"
         url = f"sqlite+aiosqlite:///{path}"
@@ -205,3 +172,35 @@ def make_org(app: Any, client: httpx.AsyncClient) -> Any:
         return OrgCtx(client=client, org_id=org_id, admin=admin)
 
     return _make
+
+
+def task_context(app: Any) -> TaskContext:
+    """What a worker hands periodic tasks, built from a test app's state."""
+    return TaskContext(
+        settings=app.state.settings,
+        engine=app.state.engine,
+        sessionmaker=app.state.sessionmaker,
+        services={"storage": app.state.storage},
+        worker_id="test",
+    )
+
+
+@asynccontextmanager
+async def running_worker(app: Any, concurrency: int = 2) -> AsyncIterator[Worker]:
+    """A real Worker with the product's handlers, on the test app's engine and storage."""
+    worker = Worker(
+        app.state.settings,
+        app.state.engine,
+        app.state.sessionmaker,
+        {"storage": app.state.storage},
+        load_handlers(),
+        concurrency,
+        grace_s=5,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)

@@ -253,14 +253,28 @@ def _engine(db: DB) -> AsyncEngine:
 
 @asynccontextmanager
 async def _write_tx(db: DB) -> AsyncIterator[AsyncConnection]:
-    async with _engine(db).connect() as conn:
-        if conn.dialect.name == "sqlite":
-            # Take SQLite's write lock up front: in WAL mode a transaction that reads and
-            # then writes fails at once (SQLITE_BUSY_SNAPSHOT) if another writer committed
-            # in between, whereas BEGIN IMMEDIATE waits for the lock (busy_timeout).
-            conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
-        async with conn.begin():
-            yield conn
+    # On SQLite this is BEGIN IMMEDIATE (app.db's default): the write lock is taken up front.
+    async with _engine(db).connect() as conn, conn.begin():
+        yield conn
+
+
+def _claims_of(worker_id: str, pairs: list[tuple[uuid.UUID, int]]) -> ColumnElement[bool]:
+    """Rows still running under these (job id, attempt) claims of ``worker_id``."""
+    return and_(
+        JOBS.c.worker_id == worker_id,
+        JOBS.c.status == JobStatus.running,
+        tuple_(JOBS.c.id, JOBS.c.attempts).in_(pairs),
+    )
+
+
+def _succeeded(now: datetime) -> dict[str, Any]:
+    return {
+        "status": JobStatus.succeeded,
+        "progress": 1.0,
+        "lease_expires_at": None,
+        "finished_at": now,
+        "updated_at": now,
+    }
 
 
 def _owned(job_id: uuid.UUID, worker_id: str, attempt: int | None) -> ColumnElement[bool]:
@@ -454,11 +468,7 @@ async def heartbeat_many(
     async with _write_tx(db) as conn:
         rows = await conn.execute(
             update(JOBS)
-            .where(
-                JOBS.c.worker_id == worker_id,
-                JOBS.c.status == JobStatus.running,
-                tuple_(JOBS.c.id, JOBS.c.attempts).in_(pairs),
-            )
+            .where(_claims_of(worker_id, pairs))
             .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
             .returning(JOBS.c.id, JOBS.c.attempts)
         )
@@ -488,15 +498,7 @@ async def complete(
     now = utcnow()
     async with _write_tx(db) as conn:
         result = await conn.execute(
-            update(JOBS)
-            .where(_owned(job_id, worker_id, attempt))
-            .values(
-                status=JobStatus.succeeded,
-                progress=1.0,
-                lease_expires_at=None,
-                finished_at=now,
-                updated_at=now,
-            )
+            update(JOBS).where(_owned(job_id, worker_id, attempt)).values(_succeeded(now))
         )
     return result.rowcount == 1
 
@@ -513,18 +515,8 @@ async def complete_many(
     async with _write_tx(db) as conn:
         rows = await conn.execute(
             update(JOBS)
-            .where(
-                JOBS.c.worker_id == worker_id,
-                JOBS.c.status == JobStatus.running,
-                tuple_(JOBS.c.id, JOBS.c.attempts).in_(pairs),
-            )
-            .values(
-                status=JobStatus.succeeded,
-                progress=1.0,
-                lease_expires_at=None,
-                finished_at=now,
-                updated_at=now,
-            )
+            .where(_claims_of(worker_id, pairs))
+            .values(_succeeded(now))
             .returning(JOBS.c.id, JOBS.c.attempts)
         )
         return {(row.id, row.attempts) for row in rows}

@@ -6,7 +6,6 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -20,27 +19,8 @@ from app.uploads.models import Upload
 from app.uploads.tasks import expire_uploads
 from tests.api.test_clips import clip_body
 from tests.api.test_uploads import _source_key
-from workers.main import load_handlers
-from workers.registry import TaskContext
+from tests.conftest import running_worker, task_context
 from workers.runtime import Worker
-
-
-@asynccontextmanager
-async def running_worker(app: Any) -> AsyncIterator[Worker]:
-    w = Worker(
-        app.state.settings,
-        app.state.engine,
-        app.state.sessionmaker,
-        {"storage": app.state.storage},
-        load_handlers(),
-        2,
-        grace_s=5,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(w.run(stop))
-    yield w
-    stop.set()
-    await asyncio.wait_for(task, 30)
 
 
 @pytest.fixture
@@ -144,13 +124,7 @@ async def test_stale_uploads_expire(app: Any, client: httpx.AsyncClient, make_or
             .where(Upload.id == uuid.UUID(stale["upload"]["id"]))
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
-    ctx = TaskContext(
-        settings=app.state.settings,
-        engine=app.state.engine,
-        sessionmaker=app.state.sessionmaker,
-        services={"storage": app.state.storage},
-        worker_id="test",
-    )
+    ctx = task_context(app)
     await expire_uploads(ctx)
     await expire_uploads(ctx)  # idempotent
 
@@ -195,13 +169,7 @@ async def test_clip_of_a_dead_transcode_job_is_failed(
     clip_id = created["clip"]["id"]
     r = await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=rep.headers)
     assert r.status_code == 202
-    ctx = TaskContext(
-        settings=app.state.settings,
-        engine=app.state.engine,
-        sessionmaker=app.state.sessionmaker,
-        services={"storage": app.state.storage},
-        worker_id="test",
-    )
+    ctx = task_context(app)
     await fail_abandoned_transcodes(ctx)  # the job is still queued: nothing happens
     assert (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()[
         "status"

@@ -20,8 +20,8 @@ from sqlalchemy import select
 from app.clips.models import Clip
 from app.jobs.models import Job, JobStatus
 from tests.api.test_clips import clip_body
+from tests.conftest import running_worker
 from tests.media.conftest import Clips, ffprobe
-from workers.main import load_handlers
 from workers.runtime import Worker
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -51,20 +51,8 @@ def settings(make_settings: Any, backend: str, request: pytest.FixtureRequest) -
 
 @pytest.fixture
 async def worker(app: Any) -> AsyncIterator[Worker]:
-    w = Worker(
-        app.state.settings,
-        app.state.engine,
-        app.state.sessionmaker,
-        {"storage": app.state.storage},
-        load_handlers(),
-        1,
-        grace_s=5,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(w.run(stop))
-    yield w
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    async with running_worker(app, concurrency=1) as w:
+        yield w
 
 
 async def upload(client: httpx.AsyncClient, actor: Any, path: Path, **extra: Any) -> str:
