@@ -15,11 +15,14 @@ from app.clips.router import router as clips_router
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
+from app.feedback.router import router as feedback_router
+from app.notifications.router import router as notifications_router
 from app.ops.middleware import Metrics, RequestContextMiddleware
 from app.ops.router import router as ops_router
 from app.playback.router import router as playback_router
 from app.playback.service import TextCache
 from app.playback.states import ClipStates
+from app.reviews.router import router as reviews_router
 from app.stages.router import router as stages_router
 from app.storage import S3Storage, build_storage
 from app.storage.media_router import router as media_router
@@ -90,6 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         media_router,
         playback_router,
         views_router,
+        feedback_router,
+        reviews_router,
+        notifications_router,
     )
     for router in routers:
         app.include_router(router)

@@ -3,9 +3,12 @@
 from app.auth.models import LoginFailure, RefreshToken
 from app.clips.models import Clip
 from app.db import Base
+from app.feedback.models import Feedback, FeedbackReaction
 from app.idempotency.models import IdempotencyRecord
 from app.jobs.models import Job
+from app.notifications.models import Notification
 from app.orgs.models import Organization
+from app.reviews.models import ReviewRequest, ReviewScore
 from app.stages.models import Skill, Stage
 from app.uploads.models import Upload
 from app.users.models import User
@@ -15,11 +18,16 @@ __all__ = [
     "Base",
     "Clip",
     "ClipView",
+    "Feedback",
+    "FeedbackReaction",
     "IdempotencyRecord",
     "Job",
     "LoginFailure",
+    "Notification",
     "Organization",
     "RefreshToken",
+    "ReviewRequest",
+    "ReviewScore",
     "Skill",
     "Stage",
     "Upload",

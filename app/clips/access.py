@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clips.models import Clip, Visibility
 from app.errors import Forbidden
+from app.reviews.models import ReviewRequest, ReviewStatus
 from app.tenancy import Principal
-from app.users.models import Role
+from app.users.models import Role, User
 
 # Roles that see every clip of their organization, private ones included.
 OVERSEERS = (Role.coach, Role.admin)
@@ -16,15 +18,34 @@ OVERSEERS = (Role.coach, Role.admin)
 def visible_to(principal: Principal) -> ColumnElement[bool]:
     """SQL filter for clips the caller may see (used with app.tenancy's org scoping).
 
-    Review requests will widen this with "or the caller was asked to review it".
+    Everyone sees the org's shared clips and their own; coaches and admins see every clip;
+    a colleague asked for a review sees that clip, private or not, while the request is
+    pending and after completing it (declining gives the access back).
     """
     if principal.has_role(*OVERSEERS):
         return Clip.deleted_at.is_(None)
+    asked_to_review = exists(
+        select(ReviewRequest.id).where(
+            ReviewRequest.clip_id == Clip.id,
+            ReviewRequest.reviewer_id == principal.id,
+            ReviewRequest.status.in_((ReviewStatus.pending, ReviewStatus.completed)),
+        )
+    )
     return Clip.deleted_at.is_(None) & or_(
-        Clip.visibility == Visibility.org, Clip.owner_id == principal.id
+        Clip.visibility == Visibility.org, Clip.owner_id == principal.id, asked_to_review
     )
 
 
 def ensure_can_edit(principal: Principal, clip: Clip) -> None:
     if clip.owner_id != principal.id and not principal.has_role(Role.admin):
         raise Forbidden("Only the clip's owner or an admin may change it.")
+
+
+async def can_see(session: AsyncSession, user: User, clip: Clip) -> bool:
+    """Whether another user of the clip's org may see it (e.g. before mentioning them)."""
+    if user.org_id != clip.org_id or not user.is_active:
+        return False
+    found = await session.scalar(
+        select(Clip.id).where(Clip.id == clip.id, visible_to(Principal(user=user)))
+    )
+    return found is not None

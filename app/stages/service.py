@@ -98,3 +98,13 @@ async def update_stage(
         _replace_skills(stage, data.skills)
     await session.flush()
     return stage
+
+
+async def skill_keys(session: AsyncSession, org_id: uuid.UUID, stage_key: str) -> set[str]:
+    """The skill keys of one stage of an org (empty when the stage does not exist)."""
+    rows = await session.scalars(
+        select(Skill.key)
+        .join(Stage, Stage.id == Skill.stage_id)
+        .where(Stage.org_id == org_id, Stage.key == stage_key)
+    )
+    return set(rows.all())

@@ -33,3 +33,13 @@ class UserUpdate(BaseModel):
     role: Role | None = None
     password: str | None = Field(default=None, min_length=8, max_length=1024)
     is_active: bool | None = None
+
+
+class PersonOut(BaseModel):
+    """How other people appear next to what they wrote: no email, no account details."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    role: Role

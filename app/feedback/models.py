@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, TenantMixin, TimestampMixin, utcnow
+from app.users.models import User
+
+
+class Feedback(TenantMixin, TimestampMixin, Base):
+    """A timestamped note on a clip. A thread is a root (``parent_id`` null) and its replies;
+    replies always point at the root, so threads are one level deep and one query loads them."""
+
+    __tablename__ = "feedback"
+    __label__ = "Feedback"
+    __table_args__ = (
+        # A clip's threads in playback order (GET /v1/clips/{id}/feedback).
+        Index(
+            "ix_feedback_clip_threads", "clip_id", "parent_id", "timestamp_ms", "created_at", "id"
+        ),
+        # The replies of a page of threads, in creation order.
+        Index("ix_feedback_parent_created", "parent_id", "created_at", "id"),
+        # Skill profile and prep kit: feedback by skill within an org.
+        Index("ix_feedback_org_skill", "org_id", "skill"),
+    )
+
+    clip_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"))
+    author_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("feedback.id", ondelete="CASCADE")
+    )
+    body: Mapped[str] = mapped_column(Text)
+    timestamp_ms: Mapped[int]
+    end_ms: Mapped[int | None]
+    skill: Mapped[str | None] = mapped_column(String(64))
+    annotation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    response_clip_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("clips.id", ondelete="SET NULL")
+    )
+    mentions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    resolved_at: Mapped[datetime | None]
+    resolved_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    edited_at: Mapped[datetime | None]
+    # Set on a thread root deleted while it still has replies: a tombstone keeps them readable.
+    deleted_at: Mapped[datetime | None]
+
+    author: Mapped[User] = relationship(foreign_keys=[author_id], lazy="raise")
+    resolved_by: Mapped[User | None] = relationship(foreign_keys=[resolved_by_id], lazy="raise")
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id is None
+
+
+class FeedbackReaction(TenantMixin, Base):
+    """A "this was helpful" mark: one per user and feedback item."""
+
+    __tablename__ = "feedback_reactions"
+    __table_args__ = (UniqueConstraint("feedback_id", "user_id", "kind"),)
+
+    feedback_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("feedback.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import JSONResponse
+
+from app.deps import PrincipalDep, SessionDep
+from app.feedback import service
+from app.feedback.models import Feedback
+from app.feedback.schemas import (
+    FeedbackCreate,
+    FeedbackOut,
+    FeedbackUpdate,
+    HelpfulOut,
+    ThreadOut,
+)
+from app.idempotency.service import idempotent
+from app.openapi_meta import errors
+from app.pagination import Page, PageParams, page_params
+from app.users.schemas import PersonOut
+
+router = APIRouter(tags=["feedback"])
+
+
+def feedback_out(item: Feedback, reactions: service.Reactions) -> FeedbackOut:
+    return FeedbackOut(
+        id=item.id,
+        clip_id=item.clip_id,
+        parent_id=item.parent_id,
+        author=PersonOut.model_validate(item.author),
+        body=item.body,
+        timestamp_ms=item.timestamp_ms,
+        end_ms=item.end_ms,
+        skill=item.skill,
+        annotation=item.annotation,
+        response_clip_id=item.response_clip_id,
+        mentions=[uuid.UUID(m) for m in item.mentions],
+        resolved_at=item.resolved_at,
+        resolved_by=PersonOut.model_validate(item.resolved_by) if item.resolved_by else None,
+        edited_at=item.edited_at,
+        deleted=item.deleted_at is not None,
+        helpful_count=reactions.count(item.id),
+        reacted_by_me=item.id in reactions.mine,
+        created_at=item.created_at,
+    )
+
+
+def thread_out(thread: service.Thread, reactions: service.Reactions) -> ThreadOut:
+    base = feedback_out(thread.root, reactions)
+    replies = [feedback_out(r, reactions) for r in thread.replies]
+    return ThreadOut(**base.model_dump(), reply_count=len(replies), replies=replies)
+
+
+@router.post(
+    "/v1/clips/{clip_id}/feedback",
+    summary="Add timestamped feedback to a clip, or reply to a thread",
+    status_code=201,
+    response_model=FeedbackOut,
+    responses=errors(401, 404, 409, 422),
+)
+async def create_feedback(
+    clip_id: uuid.UUID,
+    body: FeedbackCreate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="Retries with the same key within 24 h return the first response."),
+    ] = None,
+) -> JSONResponse:
+    async def produce() -> tuple[int, dict[str, object]]:
+        item = await service.create_feedback(session, principal, clip_id, body)
+        await session.refresh(item, ["author", "resolved_by"])
+        out = feedback_out(item, service.Reactions({}, set()))
+        return 201, out.model_dump(mode="json")
+
+    scope = f"POST /v1/clips/{clip_id}/feedback"
+    return await idempotent(
+        session, principal, idempotency_key, scope, body.model_dump(mode="json"), produce
+    )
+
+
+@router.get(
+    "/v1/clips/{clip_id}/feedback",
+    summary="A clip's feedback threads in playback order, each with its replies",
+    response_model=Page[ThreadOut],
+    responses=errors(401, 404, 422),
+)
+async def list_feedback(
+    clip_id: uuid.UUID,
+    session: SessionDep,
+    principal: PrincipalDep,
+    page: Annotated[PageParams, Depends(page_params)],
+    resolved: bool | None = None,
+    skill: Annotated[str | None, Query(max_length=64)] = None,
+    author_id: uuid.UUID | None = None,
+) -> Page[ThreadOut]:
+    filters = service.FeedbackFilters(resolved=resolved, skill=skill, author_id=author_id)
+    threads, reactions, cursor = await service.list_threads(
+        session, principal, clip_id, filters, page
+    )
+    return Page[ThreadOut](items=[thread_out(t, reactions) for t in threads], next_cursor=cursor)
+
+
+async def _one(session: SessionDep, principal: PrincipalDep, item: Feedback) -> FeedbackOut:
+    return feedback_out(item, await service.reactions_for(session, principal, [item.id]))
+
+
+@router.patch(
+    "/v1/feedback/{feedback_id}",
+    summary="Edit your feedback (body, skill, annotation; position for a thread)",
+    response_model=FeedbackOut,
+    responses=errors(401, 403, 404, 422),
+)
+async def update_feedback(
+    feedback_id: uuid.UUID, body: FeedbackUpdate, session: SessionDep, principal: PrincipalDep
+) -> FeedbackOut:
+    item = await service.update_feedback(session, principal, feedback_id, body)
+    return await _one(session, principal, item)
+
+
+@router.delete(
+    "/v1/feedback/{feedback_id}",
+    summary="Delete feedback (author, coaches, admins); a thread with replies leaves a tombstone",
+    status_code=204,
+    responses=errors(401, 403, 404, 422),
+)
+async def delete_feedback(
+    feedback_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    await service.delete_feedback(session, principal, feedback_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/feedback/{feedback_id}/resolve",
+    summary="Mark a thread resolved (idempotent)",
+    response_model=FeedbackOut,
+    responses=errors(401, 403, 404, 422),
+)
+async def resolve(
+    feedback_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> FeedbackOut:
+    item = await service.set_resolved(session, principal, feedback_id, True)
+    return await _one(session, principal, item)
+
+
+@router.delete(
+    "/v1/feedback/{feedback_id}/resolve",
+    summary="Reopen a resolved thread (idempotent)",
+    response_model=FeedbackOut,
+    responses=errors(401, 403, 404, 422),
+)
+async def reopen(
+    feedback_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> FeedbackOut:
+    item = await service.set_resolved(session, principal, feedback_id, False)
+    return await _one(session, principal, item)
+
+
+@router.post(
+    "/v1/feedback/{feedback_id}/reactions/helpful",
+    summary="Mark feedback as helpful (once per user; repeating changes nothing)",
+    response_model=HelpfulOut,
+    responses=errors(401, 403, 404, 422),
+)
+async def mark_helpful(
+    feedback_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> HelpfulOut:
+    reactions = await service.set_helpful(session, principal, feedback_id, True)
+    return _helpful(feedback_id, reactions)
+
+
+@router.delete(
+    "/v1/feedback/{feedback_id}/reactions/helpful",
+    summary="Take back your helpful mark (idempotent)",
+    response_model=HelpfulOut,
+    responses=errors(401, 404, 422),
+)
+async def unmark_helpful(
+    feedback_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> HelpfulOut:
+    reactions = await service.set_helpful(session, principal, feedback_id, False)
+    return _helpful(feedback_id, reactions)
+
+
+def _helpful(feedback_id: uuid.UUID, reactions: service.Reactions) -> HelpfulOut:
+    return HelpfulOut(
+        feedback_id=feedback_id,
+        helpful_count=reactions.count(feedback_id),
+        reacted_by_me=feedback_id in reactions.mine,
+    )

@@ -1,0 +1,467 @@
+"""Timestamped, threaded feedback on clips: the rules for writing, reading and moderating it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Integer, cast, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
+
+from app.clips.access import OVERSEERS, can_see, visible_to
+from app.clips.models import Clip, ClipKind
+from app.clips.service import get_clip
+from app.db import utcnow, uuid7
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.feedback.models import Feedback, FeedbackReaction
+from app.feedback.schemas import FeedbackCreate, FeedbackUpdate
+from app.notifications.models import NotificationKind
+from app.notifications.service import Cause, notify
+from app.pagination import PageParams, SortKey, paginate
+from app.playback.service import is_playable
+from app.stages.service import skill_keys
+from app.tenancy import Principal
+from app.users.models import User
+
+HELPFUL = "helpful"
+EXCERPT_CHARS = 140
+_THREAD_ORDER = (
+    SortKey(Feedback.timestamp_ms),
+    SortKey(Feedback.created_at),
+    SortKey(Feedback.id),
+)
+
+
+def _invalid(field_name: str, message: str, code: str) -> Unprocessable:
+    return Unprocessable(
+        message, code=code, details=[{"loc": ["body", field_name], "msg": message}]
+    )
+
+
+def _check_range(clip: Clip, timestamp_ms: int, end_ms: int | None) -> None:
+    duration = clip.duration_ms
+    if duration is not None and timestamp_ms > duration:
+        raise _invalid(
+            "timestamp_ms",
+            f"timestamp_ms is beyond the clip's duration ({duration} ms).",
+            "position_out_of_range",
+        )
+    if end_ms is not None:
+        if end_ms <= timestamp_ms:
+            raise _invalid("end_ms", "end_ms must be after timestamp_ms.", "invalid_range")
+        if duration is not None and end_ms > duration:
+            raise _invalid(
+                "end_ms",
+                f"end_ms is beyond the clip's duration ({duration} ms).",
+                "position_out_of_range",
+            )
+
+
+async def _check_skill(session: AsyncSession, clip: Clip, skill: str | None) -> None:
+    if skill is not None and skill not in await skill_keys(session, clip.org_id, clip.stage):
+        raise _invalid(
+            "skill", f"{skill!r} is not a skill of the stage {clip.stage!r}.", "unknown_skill"
+        )
+
+
+async def _check_mentions(
+    session: AsyncSession, principal: Principal, clip: Clip, mentions: Sequence[uuid.UUID]
+) -> list[uuid.UUID]:
+    wanted = list(dict.fromkeys(mentions))
+    if not wanted:
+        return []
+    users = {
+        u.id: u
+        for u in (
+            await session.scalars(
+                select(User).where(User.org_id == principal.org_id, User.id.in_(wanted))
+            )
+        ).all()
+    }
+    unknown = [str(u) for u in wanted if u not in users or not users[u].is_active]
+    if unknown:
+        raise Unprocessable(
+            "Mentions must be active users of your organization.",
+            code="invalid_mention",
+            details=[{"loc": ["body", "mentions"], "unknown": unknown}],
+        )
+    blind = [str(u) for u in wanted if not await can_see(session, users[u], clip)]
+    if blind:
+        raise Unprocessable(
+            "Some mentioned users cannot see this clip (it is private).",
+            code="mention_cannot_see_clip",
+            details=[{"loc": ["body", "mentions"], "users": blind}],
+        )
+    return wanted
+
+
+async def _check_response_clip(
+    session: AsyncSession, principal: Principal, clip_id: uuid.UUID | None
+) -> None:
+    if clip_id is None:
+        return
+    found = await session.scalar(
+        select(Clip.id).where(
+            Clip.id == clip_id,
+            Clip.org_id == principal.org_id,
+            Clip.owner_id == principal.id,
+            Clip.kind == ClipKind.feedback,
+            Clip.deleted_at.is_(None),
+        )
+    )
+    if found is None:
+        raise _invalid(
+            "response_clip_id",
+            "response_clip_id must be a clip of kind 'feedback' that you uploaded.",
+            "invalid_response_clip",
+        )
+
+
+def _ensure_watchable(clip: Clip) -> None:
+    if not is_playable(clip):
+        raise Conflict(
+            "Feedback opens once the clip can be watched (status viewable or ready).",
+            code="not_viewable",
+        )
+
+
+async def create_feedback(
+    session: AsyncSession, principal: Principal, clip_id: uuid.UUID, data: FeedbackCreate
+) -> Feedback:
+    clip = await get_clip(session, principal, clip_id)
+    _ensure_watchable(clip)
+    root: Feedback | None = None
+    if data.parent_id is not None:
+        parent = await session.scalar(
+            select(Feedback).where(
+                Feedback.org_id == principal.org_id,
+                Feedback.clip_id == clip.id,
+                Feedback.id == data.parent_id,
+            )
+        )
+        if parent is None:
+            raise _invalid("parent_id", "parent_id is not feedback on this clip.", "invalid_parent")
+        if parent.parent_id is not None:
+            root = await session.get(Feedback, parent.parent_id)
+        else:
+            root = parent
+        assert root is not None
+        timestamp_ms, end_ms = root.timestamp_ms, root.end_ms
+    else:
+        if data.timestamp_ms is None:
+            raise _invalid("timestamp_ms", "A new thread needs timestamp_ms.", "missing_timestamp")
+        timestamp_ms, end_ms = data.timestamp_ms, data.end_ms
+        _check_range(clip, timestamp_ms, end_ms)
+    await _check_skill(session, clip, data.skill)
+    mentions = await _check_mentions(session, principal, clip, data.mentions)
+    await _check_response_clip(session, principal, data.response_clip_id)
+
+    item = Feedback(
+        org_id=principal.org_id,
+        clip_id=clip.id,
+        author_id=principal.id,
+        parent_id=root.id if root else None,
+        body=data.body,
+        timestamp_ms=timestamp_ms,
+        end_ms=end_ms,
+        skill=data.skill,
+        annotation=data.annotation.model_dump(mode="json") if data.annotation else None,
+        response_clip_id=data.response_clip_id,
+        mentions=[str(m) for m in mentions],
+    )
+    session.add(item)
+    await session.flush()
+    await _notify_new(session, principal, clip, item, root, mentions)
+    return item
+
+
+async def _notify_new(
+    session: AsyncSession,
+    principal: Principal,
+    clip: Clip,
+    item: Feedback,
+    root: Feedback | None,
+    mentions: list[uuid.UUID],
+) -> None:
+    recipients: list[tuple[uuid.UUID, NotificationKind]] = [
+        (m, NotificationKind.mention) for m in mentions
+    ]
+    if root is not None:
+        writers = await session.scalars(
+            select(Feedback.author_id)
+            .where(
+                Feedback.org_id == clip.org_id,
+                (Feedback.id == root.id) | (Feedback.parent_id == root.id),
+            )
+            .distinct()
+        )
+        recipients += [(w, NotificationKind.feedback_reply) for w in writers.all()]
+    recipients.append((clip.owner_id, NotificationKind.feedback_on_my_clip))
+    cause = Cause(
+        org_id=clip.org_id,
+        actor_id=principal.id,
+        clip_id=clip.id,
+        feedback_id=item.id,
+        data={
+            "clip_title": clip.title,
+            "timestamp_ms": item.timestamp_ms,
+            "excerpt": item.body[:EXCERPT_CHARS],
+            "skill": item.skill,
+        },
+    )
+    notify(session, cause, recipients)
+
+
+@dataclass(frozen=True)
+class FeedbackFilters:
+    resolved: bool | None = None
+    skill: str | None = None
+    author_id: uuid.UUID | None = None
+
+
+@dataclass
+class Thread:
+    root: Feedback
+    replies: list[Feedback] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Reactions:
+    """Helpful counts and the caller's own marks for a set of feedback items."""
+
+    counts: dict[uuid.UUID, int]
+    mine: set[uuid.UUID]
+
+    def count(self, item_id: uuid.UUID) -> int:
+        return self.counts.get(item_id, 0)
+
+
+async def reactions_for(
+    session: AsyncSession, principal: Principal, ids: Sequence[uuid.UUID]
+) -> Reactions:
+    if not ids:
+        return Reactions({}, set())
+    rows = await session.execute(
+        select(
+            FeedbackReaction.feedback_id,
+            func.count(FeedbackReaction.id),
+            func.max(cast(FeedbackReaction.user_id == principal.id, Integer)),
+        )
+        .where(
+            FeedbackReaction.org_id == principal.org_id,
+            FeedbackReaction.kind == HELPFUL,
+            FeedbackReaction.feedback_id.in_(list(ids)),
+        )
+        .group_by(FeedbackReaction.feedback_id)
+    )
+    counts: dict[uuid.UUID, int] = {}
+    mine: set[uuid.UUID] = set()
+    for feedback_id, count, by_me in rows.all():
+        counts[feedback_id] = int(count)
+        if by_me:
+            mine.add(feedback_id)
+    return Reactions(counts, mine)
+
+
+_WITH_PEOPLE = (joinedload(Feedback.author), joinedload(Feedback.resolved_by))
+
+
+async def list_threads(
+    session: AsyncSession,
+    principal: Principal,
+    clip_id: uuid.UUID,
+    filters: FeedbackFilters,
+    page: PageParams,
+) -> tuple[list[Thread], Reactions, str | None]:
+    """One page of threads in three statements whatever its size: roots, their replies,
+    and the reaction counts of both."""
+    clip = await get_clip(session, principal, clip_id)
+    stmt = (
+        select(Feedback)
+        .where(
+            Feedback.org_id == principal.org_id,
+            Feedback.clip_id == clip.id,
+            Feedback.parent_id.is_(None),
+        )
+        .options(*_WITH_PEOPLE)
+    )
+    if filters.resolved is not None:
+        resolved = Feedback.resolved_at.is_not(None)
+        stmt = stmt.where(resolved if filters.resolved else ~resolved)
+    if filters.skill is not None:
+        stmt = stmt.where(Feedback.skill == filters.skill)
+    if filters.author_id is not None:
+        stmt = stmt.where(Feedback.author_id == filters.author_id)
+    roots, cursor = await paginate(session, stmt, _THREAD_ORDER, page)
+    threads = {r.id: Thread(r) for r in roots}
+    if threads:
+        replies = await session.scalars(
+            select(Feedback)
+            .where(Feedback.org_id == principal.org_id, Feedback.parent_id.in_(list(threads)))
+            .options(*_WITH_PEOPLE)
+            .order_by(Feedback.created_at, Feedback.id)
+        )
+        for reply in replies.all():
+            assert reply.parent_id is not None
+            threads[reply.parent_id].replies.append(reply)
+    ids = [r.id for r in roots] + [x.id for t in threads.values() for x in t.replies]
+    return list(threads.values()), await reactions_for(session, principal, ids), cursor
+
+
+async def get_feedback(
+    session: AsyncSession, principal: Principal, feedback_id: uuid.UUID
+) -> tuple[Feedback, Clip]:
+    """A feedback item on a clip the caller may see, with its clip; tombstones are gone."""
+    row = (
+        await session.execute(
+            select(Feedback, Clip)
+            .join(Clip, Clip.id == Feedback.clip_id)
+            .where(
+                Feedback.org_id == principal.org_id,
+                Feedback.id == feedback_id,
+                Feedback.deleted_at.is_(None),
+                Clip.org_id == principal.org_id,
+                visible_to(principal),
+            )
+            .options(*_WITH_PEOPLE)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("Feedback not found.")
+    return row[0], row[1]
+
+
+async def update_feedback(
+    session: AsyncSession, principal: Principal, feedback_id: uuid.UUID, data: FeedbackUpdate
+) -> Feedback:
+    item, clip = await get_feedback(session, principal, feedback_id)
+    if item.author_id != principal.id:
+        raise Forbidden("Only the author may edit feedback.")
+    changes = data.model_dump(exclude_unset=True)
+    if "skill" in changes:
+        await _check_skill(session, clip, data.skill)
+        item.skill = data.skill
+    if "body" in changes and data.body is not None:
+        item.body = data.body
+    if "annotation" in changes:
+        item.annotation = data.annotation.model_dump(mode="json") if data.annotation else None
+    if item.is_root and ("timestamp_ms" in changes or "end_ms" in changes):
+        timestamp_ms = item.timestamp_ms if data.timestamp_ms is None else data.timestamp_ms
+        end_ms = data.end_ms if "end_ms" in changes else item.end_ms
+        _check_range(clip, timestamp_ms, end_ms)
+        item.timestamp_ms, item.end_ms = timestamp_ms, end_ms
+        # Replies sit where their thread sits.
+        await session.execute(
+            update(Feedback)
+            .where(Feedback.parent_id == item.id)
+            .values(timestamp_ms=timestamp_ms, end_ms=end_ms)
+            .execution_options(synchronize_session=False)
+        )
+    now = utcnow()
+    item.edited_at = now
+    item.updated_at = now
+    await session.flush()
+    return item
+
+
+async def _reply_count(session: AsyncSession, root_id: uuid.UUID) -> int:
+    count = await session.scalar(
+        select(func.count(Feedback.id)).where(Feedback.parent_id == root_id)
+    )
+    return int(count or 0)
+
+
+async def delete_feedback(
+    session: AsyncSession, principal: Principal, feedback_id: uuid.UUID
+) -> None:
+    """A thread root with replies becomes a tombstone; anything else is removed (and a
+    tombstone whose last reply goes is removed with it)."""
+    item, _clip = await get_feedback(session, principal, feedback_id)
+    if item.author_id != principal.id and not principal.has_role(*OVERSEERS):
+        raise Forbidden("Only the author, coaches and admins may delete feedback.")
+    if item.is_root and await _reply_count(session, item.id) > 0:
+        item.deleted_at = utcnow()
+        item.body = ""
+        item.annotation = None
+        item.mentions = []
+        item.response_clip_id = None
+        await session.flush()
+        return
+    parent_id = item.parent_id
+    await session.delete(item)
+    await session.flush()
+    if parent_id is not None:
+        await session.execute(
+            delete(Feedback)
+            .where(
+                Feedback.id == parent_id,
+                Feedback.deleted_at.is_not(None),
+                ~select(Feedback.id).where(Feedback.parent_id == parent_id).exists(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def set_resolved(
+    session: AsyncSession, principal: Principal, feedback_id: uuid.UUID, resolved: bool
+) -> Feedback:
+    item, clip = await get_feedback(session, principal, feedback_id)
+    if not item.is_root:
+        raise Unprocessable("Only a thread (not a reply) can be resolved.", code="not_a_thread")
+    allowed = {clip.owner_id, item.author_id}
+    if principal.id not in allowed and not principal.has_role(*OVERSEERS):
+        raise Forbidden("Only the clip's owner, the author, coaches and admins resolve feedback.")
+    if resolved and item.resolved_at is None:
+        item.resolved_at = utcnow()
+        item.resolved_by_id = principal.id
+        cause = Cause(
+            org_id=clip.org_id,
+            actor_id=principal.id,
+            clip_id=clip.id,
+            feedback_id=item.id,
+            data={"clip_title": clip.title, "excerpt": item.body[:EXCERPT_CHARS]},
+        )
+        notify(session, cause, [(item.author_id, NotificationKind.feedback_resolved)])
+    elif not resolved and item.resolved_at is not None:
+        item.resolved_at = None
+        item.resolved_by_id = None
+    await session.flush()
+    await session.refresh(item, ["resolved_by"])
+    return item
+
+
+async def set_helpful(
+    session: AsyncSession, principal: Principal, feedback_id: uuid.UUID, helpful: bool
+) -> Reactions:
+    item, _clip = await get_feedback(session, principal, feedback_id)
+    if helpful:
+        if item.author_id == principal.id:
+            raise Forbidden("You cannot mark your own feedback as helpful.")
+        insert: Any = (
+            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        )
+        await session.execute(
+            insert(FeedbackReaction)
+            .values(
+                id=uuid7(),
+                org_id=item.org_id,
+                feedback_id=item.id,
+                user_id=principal.id,
+                kind=HELPFUL,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["feedback_id", "user_id", "kind"])
+        )
+    else:
+        await session.execute(
+            delete(FeedbackReaction).where(
+                FeedbackReaction.feedback_id == item.id,
+                FeedbackReaction.user_id == principal.id,
+                FeedbackReaction.kind == HELPFUL,
+            )
+        )
+    return await reactions_for(session, principal, [item.id])

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from app.deps import PrincipalDep, SessionDep
+from app.notifications import service
+from app.notifications.models import Notification
+from app.notifications.schemas import MarkedRead, MarkRead, NotificationOut
+from app.openapi_meta import errors
+from app.pagination import Page, PageParams, page_params
+from app.users.schemas import PersonOut
+
+router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+
+
+def notification_out(n: Notification) -> NotificationOut:
+    return NotificationOut(
+        id=n.id,
+        kind=n.kind,
+        actor=PersonOut.model_validate(n.actor) if n.actor else None,
+        clip_id=n.clip_id,
+        feedback_id=n.feedback_id,
+        review_request_id=n.review_request_id,
+        data=n.data,
+        read_at=n.read_at,
+        created_at=n.created_at,
+    )
+
+
+@router.get(
+    "",
+    summary="The caller's notifications, newest first",
+    response_model=Page[NotificationOut],
+    responses=errors(401, 422),
+)
+async def list_notifications(
+    session: SessionDep,
+    principal: PrincipalDep,
+    page: Annotated[PageParams, Depends(page_params)],
+    unread: bool | None = None,
+) -> Page[NotificationOut]:
+    items, cursor = await service.list_notifications(session, principal, unread, page)
+    return Page[NotificationOut](items=[notification_out(n) for n in items], next_cursor=cursor)
+
+
+@router.post(
+    "/read",
+    summary="Mark notifications read: the given ids, or all",
+    response_model=MarkedRead,
+    responses=errors(401, 422),
+)
+async def mark_read(body: MarkRead, session: SessionDep, principal: PrincipalDep) -> MarkedRead:
+    marked = await service.mark_read(session, principal, None if body.all else body.ids)
+    return MarkedRead(marked=marked, unread_count=await service.unread_count(session, principal))

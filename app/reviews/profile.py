@@ -1,0 +1,173 @@
+"""A rep's skill profile: review scores and feedback per stage and skill, with a 90-day trend.
+
+The recency weighting lives in :func:`weighted_average` so it is documented and tested once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.clips.access import OVERSEERS
+from app.clips.models import Clip
+from app.db import utcnow
+from app.errors import Forbidden
+from app.feedback.models import Feedback
+from app.reviews.models import ReviewScore
+from app.reviews.schemas import (
+    FeedbackStats,
+    ScoreStats,
+    SkillProfile,
+    SkillProfileItem,
+    StageProfile,
+    Trend,
+    TrendWindow,
+)
+from app.stages.service import list_stages
+from app.tenancy import Principal, get_in_org
+from app.users.models import User
+from app.users.schemas import PersonOut
+
+HALF_LIFE_DAYS = 60.0
+TREND_DAYS = 90
+TREND_WINDOWS = 3
+# A change of a quarter point on the 1..5 scale between the first and last window is a trend.
+TREND_THRESHOLD = 0.25
+
+
+def weighted_average(scores: Iterable[tuple[int, datetime]], now: datetime) -> float | None:
+    """Mean of scores where each weighs 0.5 ** (age in days / 60): a score from two months ago
+    counts half as much as one from today, four months ago a quarter."""
+    total = weights = 0.0
+    for score, at in scores:
+        age_days = max((now - at).total_seconds(), 0.0) / 86400
+        weight = 0.5 ** (age_days / HALF_LIFE_DAYS)
+        total += score * weight
+        weights += weight
+    return round(total / weights, 2) if weights else None
+
+
+def _mean(values: Sequence[int]) -> float | None:
+    return round(sum(values) / len(values), 2) if values else None
+
+
+@dataclass
+class _SkillFacts:
+    scores: list[tuple[int, datetime]] = field(default_factory=list)
+    open: int = 0
+    resolved: int = 0
+    recent_feedback: list[datetime] = field(default_factory=list)
+
+
+def trend(facts: _SkillFacts, now: datetime) -> Trend:
+    span = timedelta(days=TREND_DAYS / TREND_WINDOWS)
+    windows = []
+    for i in range(TREND_WINDOWS):
+        start = now - span * (TREND_WINDOWS - i)
+        end = start + span
+        last = i == TREND_WINDOWS - 1
+        in_window = [s for s, at in facts.scores if start <= at < end or (last and at == end)]
+        feedback = sum(
+            1 for at in facts.recent_feedback if start <= at < end or (last and at == end)
+        )
+        windows.append(
+            TrendWindow(
+                start=start,
+                end=end,
+                score_count=len(in_window),
+                score_average=_mean(in_window),
+                feedback_count=feedback,
+            )
+        )
+    scored = [w.score_average for w in windows if w.score_average is not None]
+    change = round(scored[-1] - scored[0], 2) if len(scored) >= 2 else None
+    direction = None
+    if change is not None:
+        if change >= TREND_THRESHOLD:
+            direction = "improving"
+        elif change <= -TREND_THRESHOLD:
+            direction = "declining"
+        else:
+            direction = "steady"
+    return Trend(windows=windows, change=change, direction=direction)
+
+
+async def skill_profile(
+    session: AsyncSession, principal: Principal, user_id: uuid.UUID
+) -> SkillProfile:
+    user = await get_in_org(session, User, principal, user_id)
+    if user.id != principal.id and not principal.has_role(*OVERSEERS):
+        raise Forbidden("Only the user, coaches and admins see a skill profile.")
+    now = utcnow()
+    facts: dict[tuple[str, str], _SkillFacts] = defaultdict(_SkillFacts)
+
+    scores = await session.execute(
+        select(
+            ReviewScore.stage, ReviewScore.skill, ReviewScore.score, ReviewScore.scored_at
+        ).where(ReviewScore.org_id == principal.org_id, ReviewScore.subject_id == user.id)
+    )
+    for stage_key, skill_key, score, at in scores.all():
+        facts[(stage_key, skill_key)].scores.append((score, at))
+
+    # Feedback threads tagged with a skill on the user's (live) clips; tombstones excluded.
+    tagged = (
+        select(Clip.stage, Feedback.skill)
+        .join(Clip, Clip.id == Feedback.clip_id)
+        .where(
+            Feedback.org_id == principal.org_id,
+            Clip.org_id == principal.org_id,
+            Clip.owner_id == user.id,
+            Clip.deleted_at.is_(None),
+            Feedback.parent_id.is_(None),
+            Feedback.deleted_at.is_(None),
+            Feedback.skill.is_not(None),
+        )
+    )
+    resolved = Feedback.resolved_at.is_not(None)
+    counts = await session.execute(
+        tagged.add_columns(resolved.label("resolved"), func.count(Feedback.id)).group_by(
+            Clip.stage, Feedback.skill, resolved
+        )
+    )
+    for stage_key, skill_key, is_resolved, count in counts.all():
+        item = facts[(stage_key, skill_key)]
+        if is_resolved:
+            item.resolved += int(count)
+        else:
+            item.open += int(count)
+    recent = await session.execute(
+        tagged.add_columns(Feedback.created_at).where(
+            Feedback.created_at >= now - timedelta(days=TREND_DAYS)
+        )
+    )
+    for stage_key, skill_key, at in recent.all():
+        facts[(stage_key, skill_key)].recent_feedback.append(at)
+
+    stages = []
+    for stage in await list_stages(session, principal):
+        items = []
+        for skill in stage.skills:
+            f = facts.get((stage.key, skill.key), _SkillFacts())
+            values = [s for s, _ in f.scores]
+            items.append(
+                SkillProfileItem(
+                    key=skill.key,
+                    name=skill.name,
+                    scores=ScoreStats(
+                        count=len(values),
+                        average=_mean(values),
+                        weighted_average=weighted_average(f.scores, now),
+                        last_scored_at=max((at for _, at in f.scores), default=None),
+                    ),
+                    feedback=FeedbackStats(open=f.open, resolved=f.resolved),
+                    trend=trend(f, now),
+                )
+            )
+        stages.append(StageProfile(key=stage.key, name=stage.name, skills=items))
+    return SkillProfile(user=PersonOut.model_validate(user), generated_at=now, stages=stages)

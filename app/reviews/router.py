@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from app.db import utcnow
+from app.deps import PrincipalDep, SessionDep
+from app.openapi_meta import errors
+from app.pagination import Page, PageParams, page_params
+from app.reviews import service
+from app.reviews.models import ReviewRequest, ReviewStatus
+from app.reviews.profile import skill_profile
+from app.reviews.schemas import (
+    ReviewComplete,
+    ReviewDecline,
+    ReviewedClip,
+    ReviewRequestCreate,
+    ReviewRequestOut,
+    SkillProfile,
+)
+from app.users.schemas import PersonOut
+
+router = APIRouter(tags=["reviews"])
+
+
+def review_out(request: ReviewRequest) -> ReviewRequestOut:
+    clip = request.clip
+    return ReviewRequestOut(
+        id=request.id,
+        clip=ReviewedClip(
+            id=clip.id,
+            title=clip.title,
+            stage=clip.stage,
+            status=clip.status,
+            owner_id=clip.owner_id,
+        ),
+        requester=PersonOut.model_validate(request.requester),
+        reviewer=PersonOut.model_validate(request.reviewer),
+        status=request.status,
+        message=request.message,
+        due_at=request.due_at,
+        overdue=(
+            request.status == ReviewStatus.pending
+            and request.due_at is not None
+            and request.due_at < utcnow()
+        ),
+        scores={s.skill: s.score for s in request.scores},
+        summary=request.summary,
+        decline_reason=request.decline_reason,
+        responded_at=request.responded_at,
+        created_at=request.created_at,
+    )
+
+
+@router.post(
+    "/v1/clips/{clip_id}/review-requests",
+    summary="Ask a colleague to review a clip (owner or coach); they may then see it",
+    status_code=201,
+    response_model=ReviewRequestOut,
+    responses=errors(401, 403, 404, 409, 422),
+)
+async def create_request(
+    clip_id: uuid.UUID, body: ReviewRequestCreate, session: SessionDep, principal: PrincipalDep
+) -> ReviewRequestOut:
+    return review_out(await service.create_request(session, principal, clip_id, body))
+
+
+@router.get(
+    "/v1/review-requests",
+    summary="Review requests asked of me (inbox) or by me and about my clips (outbox)",
+    response_model=Page[ReviewRequestOut],
+    responses=errors(401, 422),
+)
+async def list_requests(
+    session: SessionDep,
+    principal: PrincipalDep,
+    page: Annotated[PageParams, Depends(page_params)],
+    box: service.Box = service.Box.inbox,
+    status: ReviewStatus | None = None,
+) -> Page[ReviewRequestOut]:
+    filters = service.ReviewFilters(box=box, status=status)
+    requests, cursor = await service.list_requests(session, principal, filters, page)
+    return Page[ReviewRequestOut](items=[review_out(r) for r in requests], next_cursor=cursor)
+
+
+@router.get(
+    "/v1/review-requests/{request_id}",
+    summary="Get a review request you take part in",
+    response_model=ReviewRequestOut,
+    responses=errors(401, 404, 422),
+)
+async def get_request(
+    request_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> ReviewRequestOut:
+    return review_out(await service.get_request(session, principal, request_id))
+
+
+@router.post(
+    "/v1/review-requests/{request_id}/complete",
+    summary="Complete a review with rubric scores (1..5 per skill of the clip's stage)",
+    response_model=ReviewRequestOut,
+    responses=errors(401, 403, 404, 409, 422),
+)
+async def complete_request(
+    request_id: uuid.UUID, body: ReviewComplete, session: SessionDep, principal: PrincipalDep
+) -> ReviewRequestOut:
+    return review_out(await service.complete_request(session, principal, request_id, body))
+
+
+@router.post(
+    "/v1/review-requests/{request_id}/decline",
+    summary="Decline a review request",
+    response_model=ReviewRequestOut,
+    responses=errors(401, 403, 404, 409, 422),
+)
+async def decline_request(
+    request_id: uuid.UUID, body: ReviewDecline, session: SessionDep, principal: PrincipalDep
+) -> ReviewRequestOut:
+    return review_out(await service.decline_request(session, principal, request_id, body.reason))
+
+
+@router.get(
+    "/v1/users/{user_id}/skills",
+    summary="A user's skill profile by stage (the user, coaches, admins)",
+    response_model=SkillProfile,
+    tags=["skills"],
+    responses=errors(401, 403, 404, 422),
+)
+async def get_skill_profile(
+    user_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> SkillProfile:
+    return await skill_profile(session, principal, user_id)
