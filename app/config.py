@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     # segments stay readable from the bucket until they expire.
     playback_s3_url_ttl_s: int = Field(default=900, ge=30, le=900)
 
+    # Exemplars and the prep kit
+    # How many exemplars GET /v1/clips/{id}/exemplars links a pitch to (manual ones first).
+    exemplar_links: int = Field(default=3, ge=1, le=20)
+    # Deep links in the prep kit open the mobile app at a clip and moment: {base}clips/{id}?t_ms=
+    app_link_base: str = "peerpitch://"
+
     # Jobs and workers
     embedded_worker: bool | None = None
     worker_concurrency: int = Field(default=2, ge=1)

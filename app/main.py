@@ -15,6 +15,7 @@ from app.clips.router import router as clips_router
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
+from app.exemplars.router import router as exemplars_router
 from app.feedback.router import router as feedback_router
 from app.notifications.router import router as notifications_router
 from app.ops.middleware import Metrics, RequestContextMiddleware
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         feedback_router,
         reviews_router,
         notifications_router,
+        exemplars_router,
     )
     for router in routers:
         app.include_router(router)

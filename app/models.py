@@ -3,6 +3,7 @@
 from app.auth.models import LoginFailure, RefreshToken
 from app.clips.models import Clip
 from app.db import Base
+from app.exemplars.models import Exemplar, ExemplarEvent, ExemplarLink
 from app.feedback.models import Feedback, FeedbackReaction
 from app.idempotency.models import IdempotencyRecord
 from app.jobs.models import Job
@@ -18,6 +19,9 @@ __all__ = [
     "Base",
     "Clip",
     "ClipView",
+    "Exemplar",
+    "ExemplarEvent",
+    "ExemplarLink",
     "Feedback",
     "FeedbackReaction",
     "IdempotencyRecord",

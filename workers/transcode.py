@@ -14,14 +14,17 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clips.models import Clip, ClipStatus
 from app.db import utcnow
+from app.exemplars.service import notify_pitch_ready
 from app.jobs.service import LeaseLost, PermanentJobError
 from app.media.errors import MediaRejected
 from app.media.pipeline import OutputFile, TranscodeResult, transcode
@@ -50,14 +53,23 @@ class _ClipWriter:
         self.clip_id = clip_id
         self._last_progress_write = 0.0
 
-    async def _update(self, *conditions: Any, **values: Any) -> bool:
+    async def _update(
+        self,
+        *conditions: Any,
+        then: Callable[[AsyncSession], Awaitable[None]] | None = None,
+        **values: Any,
+    ) -> bool:
+        """One guarded UPDATE; ``then`` runs in the same transaction when a row changed."""
         async with self.ctx.sessionmaker.begin() as session:
             result = await session.execute(
                 update(Clip)
                 .where(Clip.id == self.clip_id, Clip.deleted_at.is_(None), *conditions)
                 .values(updated_at=utcnow(), **values)
             )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+            changed = bool(result.rowcount)  # type: ignore[attr-defined]
+            if changed and then is not None:
+                await then(session)
+        return changed
 
     async def progress(self, fraction: float) -> None:
         await self.ctx.progress(fraction)  # heartbeat; raises LeaseLost if the job moved on
@@ -76,9 +88,16 @@ class _ClipWriter:
 
     async def publish(self, media: dict[str, Any], status: ClipStatus, **facts: Any) -> bool:
         values: dict[str, Any] = {"media": media, "status": status, **facts}
+        then = None
         if status == ClipStatus.ready:
             values["progress"] = 1.0
-        return await self._update(Clip.status != ClipStatus.failed, **values)
+
+            async def then(session: AsyncSession) -> None:
+                # The owner hears about it with the exemplars it links to, in the same
+                # transaction as "ready" (so exactly once).
+                await notify_pitch_ready(session, self.clip_id, self.ctx.settings.exemplar_links)
+
+        return await self._update(Clip.status != ClipStatus.failed, then=then, **values)
 
     async def fail(self, code: str, message: str) -> None:
         await self._update(

@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, TenantMixin, TimestampMixin
+from app.users.models import User
 
 
 class ClipKind(enum.StrEnum):
@@ -75,6 +76,8 @@ class Clip(TenantMixin, TimestampMixin, Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
     source_key: Mapped[str] = mapped_column(String(512))
     deleted_at: Mapped[datetime | None]
+
+    owner: Mapped[User] = relationship(lazy="raise")
 
     @property
     def media_prefix(self) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clips.access import ensure_can_edit, visible_to
@@ -97,6 +97,26 @@ async def get_clip(session: AsyncSession, principal: Principal, clip_id: uuid.UU
     return clip
 
 
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def matches_text(q: str) -> ColumnElement[bool]:
+    """Case-insensitive substring search in a clip's title and description."""
+    pattern = _like_pattern(q.lower())
+    return or_(
+        func.lower(Clip.title).like(pattern, escape="\\"),
+        func.lower(Clip.description).like(pattern, escape="\\"),
+    )
+
+
+def has_skill(skill: str) -> ColumnElement[bool]:
+    """Clips tagged with a skill (its key, quoted, inside the JSON list: works on every
+    backend, and keys cannot contain quotes)."""
+    return cast(Clip.skills, String).like(_like_pattern(f'"{skill}"'), escape="\\")
+
+
 @dataclass(frozen=True)
 class ClipFilters:
     stage: str | None = None
@@ -119,14 +139,7 @@ async def list_clips(
     if filters.status:
         stmt = stmt.where(Clip.status == filters.status)
     if filters.q:
-        escaped = filters.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
-        stmt = stmt.where(
-            or_(
-                func.lower(Clip.title).like(pattern, escape="\\"),
-                func.lower(Clip.description).like(pattern, escape="\\"),
-            )
-        )
+        stmt = stmt.where(matches_text(filters.q))
     keys = [SortKey(Clip.created_at, descending=True), SortKey(Clip.id, descending=True)]
     return await paginate(session, stmt, keys, page)
 

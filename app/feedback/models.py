@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.clips.models import Clip
 from app.db import Base, TenantMixin, TimestampMixin, utcnow
 from app.users.models import User
 
@@ -26,6 +27,8 @@ class Feedback(TenantMixin, TimestampMixin, Base):
         Index("ix_feedback_parent_created", "parent_id", "created_at", "id"),
         # Skill profile and prep kit: feedback by skill within an org.
         Index("ix_feedback_org_skill", "org_id", "skill"),
+        # The prep kit's tips: the most helpful feedback first.
+        Index("ix_feedback_org_helpful", "org_id", "helpful_count", "created_at"),
     )
 
     clip_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"))
@@ -47,9 +50,13 @@ class Feedback(TenantMixin, TimestampMixin, Base):
         ForeignKey("users.id", ondelete="SET NULL")
     )
     edited_at: Mapped[datetime | None]
+    # Kept in step with feedback_reactions by app.feedback.service.set_helpful, so ranking
+    # by helpfulness reads an index instead of counting reactions.
+    helpful_count: Mapped[int] = mapped_column(default=0, server_default="0")
     # Set on a thread root deleted while it still has replies: a tombstone keeps them readable.
     deleted_at: Mapped[datetime | None]
 
+    clip: Mapped[Clip] = relationship(foreign_keys=[clip_id], lazy="raise")
     author: Mapped[User] = relationship(foreign_keys=[author_id], lazy="raise")
     resolved_by: Mapped[User | None] = relationship(foreign_keys=[resolved_by_id], lazy="raise")
 

@@ -24,7 +24,7 @@ from app.users.schemas import PersonOut
 router = APIRouter(tags=["feedback"])
 
 
-def feedback_out(item: Feedback, reactions: service.Reactions) -> FeedbackOut:
+def feedback_out(item: Feedback, mine: set[uuid.UUID]) -> FeedbackOut:
     return FeedbackOut(
         id=item.id,
         clip_id=item.clip_id,
@@ -41,15 +41,15 @@ def feedback_out(item: Feedback, reactions: service.Reactions) -> FeedbackOut:
         resolved_by=PersonOut.model_validate(item.resolved_by) if item.resolved_by else None,
         edited_at=item.edited_at,
         deleted=item.deleted_at is not None,
-        helpful_count=reactions.count(item.id),
-        reacted_by_me=item.id in reactions.mine,
+        helpful_count=item.helpful_count,
+        reacted_by_me=item.id in mine,
         created_at=item.created_at,
     )
 
 
-def thread_out(thread: service.Thread, reactions: service.Reactions) -> ThreadOut:
-    base = feedback_out(thread.root, reactions)
-    replies = [feedback_out(r, reactions) for r in thread.replies]
+def thread_out(thread: service.Thread, mine: set[uuid.UUID]) -> ThreadOut:
+    base = feedback_out(thread.root, mine)
+    replies = [feedback_out(r, mine) for r in thread.replies]
     return ThreadOut(**base.model_dump(), reply_count=len(replies), replies=replies)
 
 
@@ -73,7 +73,7 @@ async def create_feedback(
     async def produce() -> tuple[int, dict[str, object]]:
         item = await service.create_feedback(session, principal, clip_id, body)
         await session.refresh(item, ["author", "resolved_by"])
-        out = feedback_out(item, service.Reactions({}, set()))
+        out = feedback_out(item, set())
         return 201, out.model_dump(mode="json")
 
     scope = f"POST /v1/clips/{clip_id}/feedback"
@@ -98,14 +98,12 @@ async def list_feedback(
     author_id: uuid.UUID | None = None,
 ) -> Page[ThreadOut]:
     filters = service.FeedbackFilters(resolved=resolved, skill=skill, author_id=author_id)
-    threads, reactions, cursor = await service.list_threads(
-        session, principal, clip_id, filters, page
-    )
-    return Page[ThreadOut](items=[thread_out(t, reactions) for t in threads], next_cursor=cursor)
+    threads, mine, cursor = await service.list_threads(session, principal, clip_id, filters, page)
+    return Page[ThreadOut](items=[thread_out(t, mine) for t in threads], next_cursor=cursor)
 
 
 async def _one(session: SessionDep, principal: PrincipalDep, item: Feedback) -> FeedbackOut:
-    return feedback_out(item, await service.reactions_for(session, principal, [item.id]))
+    return feedback_out(item, await service.reacted_by(session, principal, [item.id]))
 
 
 @router.patch(
@@ -169,8 +167,7 @@ async def reopen(
 async def mark_helpful(
     feedback_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> HelpfulOut:
-    reactions = await service.set_helpful(session, principal, feedback_id, True)
-    return _helpful(feedback_id, reactions)
+    return _helpful(*await service.set_helpful(session, principal, feedback_id, True))
 
 
 @router.delete(
@@ -182,13 +179,8 @@ async def mark_helpful(
 async def unmark_helpful(
     feedback_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> HelpfulOut:
-    reactions = await service.set_helpful(session, principal, feedback_id, False)
-    return _helpful(feedback_id, reactions)
+    return _helpful(*await service.set_helpful(session, principal, feedback_id, False))
 
 
-def _helpful(feedback_id: uuid.UUID, reactions: service.Reactions) -> HelpfulOut:
-    return HelpfulOut(
-        feedback_id=feedback_id,
-        helpful_count=reactions.count(feedback_id),
-        reacted_by_me=feedback_id in reactions.mine,
-    )
+def _helpful(item: Feedback, reacted: bool) -> HelpfulOut:
+    return HelpfulOut(feedback_id=item.id, helpful_count=item.helpful_count, reacted_by_me=reacted)

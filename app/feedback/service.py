@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, cast, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
@@ -229,42 +229,21 @@ class Thread:
     replies: list[Feedback] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Reactions:
-    """Helpful counts and the caller's own marks for a set of feedback items."""
-
-    counts: dict[uuid.UUID, int]
-    mine: set[uuid.UUID]
-
-    def count(self, item_id: uuid.UUID) -> int:
-        return self.counts.get(item_id, 0)
-
-
-async def reactions_for(
+async def reacted_by(
     session: AsyncSession, principal: Principal, ids: Sequence[uuid.UUID]
-) -> Reactions:
+) -> set[uuid.UUID]:
+    """Which of these feedback items the caller marked helpful (one query for a page)."""
     if not ids:
-        return Reactions({}, set())
-    rows = await session.execute(
-        select(
-            FeedbackReaction.feedback_id,
-            func.count(FeedbackReaction.id),
-            func.max(cast(FeedbackReaction.user_id == principal.id, Integer)),
-        )
-        .where(
+        return set()
+    rows = await session.scalars(
+        select(FeedbackReaction.feedback_id).where(
             FeedbackReaction.org_id == principal.org_id,
+            FeedbackReaction.user_id == principal.id,
             FeedbackReaction.kind == HELPFUL,
             FeedbackReaction.feedback_id.in_(list(ids)),
         )
-        .group_by(FeedbackReaction.feedback_id)
     )
-    counts: dict[uuid.UUID, int] = {}
-    mine: set[uuid.UUID] = set()
-    for feedback_id, count, by_me in rows.all():
-        counts[feedback_id] = int(count)
-        if by_me:
-            mine.add(feedback_id)
-    return Reactions(counts, mine)
+    return set(rows.all())
 
 
 _WITH_PEOPLE = (joinedload(Feedback.author), joinedload(Feedback.resolved_by))
@@ -276,9 +255,9 @@ async def list_threads(
     clip_id: uuid.UUID,
     filters: FeedbackFilters,
     page: PageParams,
-) -> tuple[list[Thread], Reactions, str | None]:
+) -> tuple[list[Thread], set[uuid.UUID], str | None]:
     """One page of threads in three statements whatever its size: roots, their replies,
-    and the reaction counts of both."""
+    and which of them the caller marked helpful."""
     clip = await get_clip(session, principal, clip_id)
     stmt = (
         select(Feedback)
@@ -309,7 +288,7 @@ async def list_threads(
             assert reply.parent_id is not None
             threads[reply.parent_id].replies.append(reply)
     ids = [r.id for r in roots] + [x.id for t in threads.values() for x in t.replies]
-    return list(threads.values()), await reactions_for(session, principal, ids), cursor
+    return list(threads.values()), await reacted_by(session, principal, ids), cursor
 
 
 async def get_feedback(
@@ -436,7 +415,9 @@ async def set_resolved(
 
 async def set_helpful(
     session: AsyncSession, principal: Principal, feedback_id: uuid.UUID, helpful: bool
-) -> Reactions:
+) -> tuple[Feedback, bool]:
+    """Add or take back the caller's helpful mark; repeating either changes nothing. The
+    item's helpful_count moves only when a mark was really added or removed."""
     item, _clip = await get_feedback(session, principal, feedback_id)
     if helpful:
         if item.author_id == principal.id:
@@ -444,7 +425,7 @@ async def set_helpful(
         insert: Any = (
             postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
         )
-        await session.execute(
+        result = await session.execute(
             insert(FeedbackReaction)
             .values(
                 id=uuid7(),
@@ -456,12 +437,22 @@ async def set_helpful(
             )
             .on_conflict_do_nothing(index_elements=["feedback_id", "user_id", "kind"])
         )
+        step = 1
     else:
-        await session.execute(
+        result = await session.execute(
             delete(FeedbackReaction).where(
                 FeedbackReaction.feedback_id == item.id,
                 FeedbackReaction.user_id == principal.id,
                 FeedbackReaction.kind == HELPFUL,
             )
         )
-    return await reactions_for(session, principal, [item.id])
+        step = -1
+    if result.rowcount:  # type: ignore[attr-defined]
+        await session.execute(
+            update(Feedback)
+            .where(Feedback.id == item.id)
+            .values(helpful_count=Feedback.helpful_count + step)
+            .execution_options(synchronize_session=False)
+        )
+        await session.refresh(item, ["helpful_count"])
+    return item, helpful

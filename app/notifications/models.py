@@ -20,6 +20,8 @@ class NotificationKind(enum.StrEnum):
     review_requested = "review_requested"
     review_completed = "review_completed"
     review_declined = "review_declined"
+    # A pitch finished processing; data lists the exemplars it is linked to.
+    pitch_ready = "pitch_ready"
 
 
 class Notification(TenantMixin, Base):

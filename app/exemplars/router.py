@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.clips.service import get_clip
+from app.config import Settings
+from app.deps import PrincipalDep, SessionDep, SettingsDep, public_base_url
+from app.exemplars import service
+from app.exemplars.models import Exemplar
+from app.exemplars.prep import prep_kit
+from app.exemplars.schemas import (
+    ExemplarClip,
+    ExemplarLinkCreate,
+    ExemplarLinkOut,
+    ExemplarMark,
+    ExemplarOut,
+    PrepKit,
+)
+from app.openapi_meta import errors
+from app.pagination import Page, PageParams, page_params
+from app.playback.service import sign_playback
+from app.users.schemas import PersonOut
+
+router = APIRouter(tags=["exemplars"])
+
+SkillQuery = Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+def exemplar_out(exemplar: Exemplar, settings: Settings, base_url: str) -> ExemplarOut:
+    clip = exemplar.clip
+    poster = sign_playback(settings, clip, base_url).poster_url if clip.media else None
+    return ExemplarOut(
+        clip=ExemplarClip(
+            id=clip.id,
+            title=clip.title,
+            owner=PersonOut.model_validate(clip.owner),
+            stage=clip.stage,
+            skills=list(clip.skills),
+            duration_ms=clip.duration_ms,
+            poster_url=poster,
+        ),
+        note=exemplar.note,
+        score=exemplar.score,
+        view_count=exemplar.viewer_count,
+        completion_rate=exemplar.completion_rate,
+        helpful_count=exemplar.helpful_count,
+        endorsed=exemplar.endorsed,
+        marked_at=exemplar.marked_at,
+    )
+
+
+def link_out(link: service.Link, settings: Settings, base_url: str) -> ExemplarLinkOut:
+    return ExemplarLinkOut(
+        exemplar=exemplar_out(link.exemplar, settings, base_url),
+        source="manual" if link.source == "manual" else "auto",
+        reason=link.reason,
+        score=link.score,
+    )
+
+
+@router.post(
+    "/v1/clips/{clip_id}/exemplar",
+    summary="Mark a ready clip as an exemplar of its stage (coach, admin; top performer: own)",
+    response_model=ExemplarOut,
+    responses=errors(401, 403, 404, 409, 422),
+)
+async def mark_exemplar(
+    clip_id: uuid.UUID,
+    body: ExemplarMark,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+) -> ExemplarOut:
+    exemplar = await service.mark(session, principal, clip_id, body.note)
+    return exemplar_out(exemplar, settings, public_base_url(request))
+
+
+@router.delete(
+    "/v1/clips/{clip_id}/exemplar",
+    summary="Unmark an exemplar (idempotent)",
+    status_code=204,
+    responses=errors(401, 403, 404, 422),
+)
+async def unmark_exemplar(
+    clip_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    await service.unmark(session, principal, clip_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/v1/exemplars",
+    summary="The exemplar library, best first (score: see the README)",
+    response_model=Page[ExemplarOut],
+    responses=errors(401, 422),
+)
+async def list_exemplars(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    page: Annotated[PageParams, Depends(page_params)],
+    stage: Annotated[str | None, Query(max_length=64)] = None,
+    skill: SkillQuery = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> Page[ExemplarOut]:
+    filters = service.LibraryFilters(stage=stage, skill=skill, q=q)
+    items, cursor = await service.library(session, principal, filters, page)
+    base = public_base_url(request)
+    return Page[ExemplarOut](
+        items=[exemplar_out(e, settings, base) for e in items], next_cursor=cursor
+    )
+
+
+@router.get(
+    "/v1/clips/{clip_id}/exemplars",
+    summary="The exemplars a clip links to: manual choices first, then the best automatic ones",
+    response_model=list[ExemplarLinkOut],
+    responses=errors(401, 404, 422),
+)
+async def clip_exemplars(
+    clip_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+) -> list[ExemplarLinkOut]:
+    clip = await get_clip(session, principal, clip_id)
+    links = await service.links_for_clip(session, principal, clip, settings.exemplar_links)
+    base = public_base_url(request)
+    return [link_out(link, settings, base) for link in links]
+
+
+@router.post(
+    "/v1/clips/{clip_id}/exemplars",
+    summary="Link a clip to an exemplar by hand (owner, coach, admin); 200 if already linked",
+    status_code=201,
+    response_model=ExemplarLinkOut,
+    responses=errors(401, 403, 404, 422),
+)
+async def add_link(
+    clip_id: uuid.UUID,
+    body: ExemplarLinkCreate,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+) -> JSONResponse:
+    link, created = await service.add_manual_link(session, principal, clip_id, body.exemplar_id)
+    out = link_out(link, settings, public_base_url(request))
+    return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.delete(
+    "/v1/clips/{clip_id}/exemplars/{exemplar_id}",
+    summary="Remove a manual exemplar link",
+    status_code=204,
+    responses=errors(401, 403, 404, 422),
+)
+async def remove_link(
+    clip_id: uuid.UUID, exemplar_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    await service.remove_manual_link(session, principal, clip_id, exemplar_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/v1/prep",
+    summary="The pre-meeting kit for a phone: exemplars to download, tips, my open feedback",
+    response_model=PrepKit,
+    responses={**errors(401, 422), 304: {"description": "Not modified (If-None-Match)"}},
+)
+async def get_prep(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    stage: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=10)] = 3,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    kit, etag = await prep_kit(session, principal, settings, public_base_url(request), stage, limit)
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if if_none_match and etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(kit.model_dump_json(), media_type="application/json", headers=headers)
