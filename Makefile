@@ -67,6 +67,7 @@ bench: deps
 	$(BIN)/python bench/queue.py
 	$(BIN)/python bench/transcode.py
 	$(BIN)/python bench/playback.py
+	$(BIN)/python bench/feedback.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
