@@ -13,7 +13,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Row, Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -21,6 +21,7 @@ from app.errors import Unprocessable
 
 T = TypeVar("T")
 M = TypeVar("M")
+R = TypeVar("R")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
@@ -105,11 +106,31 @@ async def paginate(
     keys: Sequence[SortKey],
     params: PageParams,
 ) -> tuple[list[M], str | None]:
-    """Run ``stmt`` for one page. ``keys`` must end with a unique column (the id)."""
+    """Run ``stmt`` for one page of entities. ``keys`` must end with a unique column (the id)."""
+    rows = list((await session.scalars(_page_statement(stmt, keys, params))).all())
+    return _cut(rows, keys, params)
+
+
+async def paginate_rows(
+    session: AsyncSession,
+    stmt: Select[Any],
+    keys: Sequence[SortKey],
+    params: PageParams,
+) -> tuple[list[Row[Any]], str | None]:
+    """Like :func:`paginate` for a statement of plain columns (no ORM objects to build);
+    the sort keys must be among its columns, under their own names."""
+    rows = list((await session.execute(_page_statement(stmt, keys, params))).all())
+    return _cut(rows, keys, params)
+
+
+def _page_statement(stmt: Select[Any], keys: Sequence[SortKey], params: PageParams) -> Any:
     if params.cursor:
         stmt = stmt.where(_after(keys, decode_cursor(params.cursor, len(keys))))
     order = [k.column.desc() if k.descending else k.column.asc() for k in keys]
-    rows = list((await session.scalars(stmt.order_by(*order).limit(params.limit + 1))).all())
+    return stmt.order_by(*order).limit(params.limit + 1)
+
+
+def _cut(rows: list[R], keys: Sequence[SortKey], params: PageParams) -> tuple[list[R], str | None]:
     next_cursor = None
     if len(rows) > params.limit:
         rows = rows[: params.limit]

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, Select, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import aliased
 
 from app.clips.access import OVERSEERS, can_see, visible_to
 from app.clips.models import Clip, ClipKind
@@ -21,7 +21,7 @@ from app.feedback.models import Feedback, FeedbackReaction
 from app.feedback.schemas import FeedbackCreate, FeedbackUpdate
 from app.notifications.models import NotificationKind
 from app.notifications.service import Cause, notify
-from app.pagination import PageParams, SortKey, paginate
+from app.pagination import PageParams, SortKey, paginate_rows
 from app.playback.service import is_playable
 from app.stages.service import skill_keys
 from app.tenancy import Principal
@@ -223,10 +223,49 @@ class FeedbackFilters:
     author_id: uuid.UUID | None = None
 
 
+# A feedback item as lists show it: its columns and its author's and resolver's public
+# fields, read as plain rows (no ORM objects to build: a page holds hundreds of them).
+Author = aliased(User, name="author")
+Resolver = aliased(User, name="resolver")
+_ITEM_COLUMNS = (
+    Feedback.id,
+    Feedback.clip_id,
+    Feedback.parent_id,
+    Feedback.body,
+    Feedback.timestamp_ms,
+    Feedback.end_ms,
+    Feedback.skill,
+    Feedback.annotation,
+    Feedback.response_clip_id,
+    Feedback.mentions,
+    Feedback.resolved_at,
+    Feedback.edited_at,
+    Feedback.deleted_at,
+    Feedback.helpful_count,
+    Feedback.created_at,
+    Author.id.label("author_id"),
+    Author.name.label("author_name"),
+    Author.role.label("author_role"),
+    Resolver.id.label("resolver_id"),
+    Resolver.name.label("resolver_name"),
+    Resolver.role.label("resolver_role"),
+)
+ItemRow = Row[Any]
+
+
+def _items(principal: Principal) -> Select[Any]:
+    return (
+        select(*_ITEM_COLUMNS)
+        .join(Author, Author.id == Feedback.author_id)
+        .outerjoin(Resolver, Resolver.id == Feedback.resolved_by_id)
+        .where(Feedback.org_id == principal.org_id)
+    )
+
+
 @dataclass
 class Thread:
-    root: Feedback
-    replies: list[Feedback] = field(default_factory=list)
+    root: ItemRow
+    replies: list[ItemRow] = field(default_factory=list)
 
 
 async def reacted_by(
@@ -246,7 +285,12 @@ async def reacted_by(
     return set(rows.all())
 
 
-_WITH_PEOPLE = (joinedload(Feedback.author), joinedload(Feedback.resolved_by))
+async def item_row(session: AsyncSession, principal: Principal, feedback_id: uuid.UUID) -> ItemRow:
+    """One item as lists show it (to answer a change with it)."""
+    row: ItemRow = (
+        await session.execute(_items(principal).where(Feedback.id == feedback_id))
+    ).one()
+    return row
 
 
 async def list_threads(
@@ -259,15 +303,7 @@ async def list_threads(
     """One page of threads in three statements whatever its size: roots, their replies,
     and which of them the caller marked helpful."""
     clip = await get_clip(session, principal, clip_id)
-    stmt = (
-        select(Feedback)
-        .where(
-            Feedback.org_id == principal.org_id,
-            Feedback.clip_id == clip.id,
-            Feedback.parent_id.is_(None),
-        )
-        .options(*_WITH_PEOPLE)
-    )
+    stmt = _items(principal).where(Feedback.clip_id == clip.id, Feedback.parent_id.is_(None))
     if filters.resolved is not None:
         resolved = Feedback.resolved_at.is_not(None)
         stmt = stmt.where(resolved if filters.resolved else ~resolved)
@@ -275,17 +311,15 @@ async def list_threads(
         stmt = stmt.where(Feedback.skill == filters.skill)
     if filters.author_id is not None:
         stmt = stmt.where(Feedback.author_id == filters.author_id)
-    roots, cursor = await paginate(session, stmt, _THREAD_ORDER, page)
+    roots, cursor = await paginate_rows(session, stmt, _THREAD_ORDER, page)
     threads = {r.id: Thread(r) for r in roots}
     if threads:
-        replies = await session.scalars(
-            select(Feedback)
-            .where(Feedback.org_id == principal.org_id, Feedback.parent_id.in_(list(threads)))
-            .options(*_WITH_PEOPLE)
+        replies = await session.execute(
+            _items(principal)
+            .where(Feedback.parent_id.in_(list(threads)))
             .order_by(Feedback.created_at, Feedback.id)
         )
         for reply in replies.all():
-            assert reply.parent_id is not None
             threads[reply.parent_id].replies.append(reply)
     ids = [r.id for r in roots] + [x.id for t in threads.values() for x in t.replies]
     return list(threads.values()), await reacted_by(session, principal, ids), cursor
@@ -306,7 +340,6 @@ async def get_feedback(
                 Clip.org_id == principal.org_id,
                 visible_to(principal),
             )
-            .options(*_WITH_PEOPLE)
         )
     ).one_or_none()
     if row is None:
@@ -409,7 +442,6 @@ async def set_resolved(
         item.resolved_at = None
         item.resolved_by_id = None
     await session.flush()
-    await session.refresh(item, ["resolved_by"])
     return item
 
 

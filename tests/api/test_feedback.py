@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.feedback.schemas import ThreadOut
+from app.pagination import Page
 from tests.api.feedback_helpers import DURATION_MS, playable_clip, post_feedback, statements_during
 from tests.api.test_clips import create_clip
 
@@ -47,6 +49,9 @@ async def test_threads_in_playback_order_with_replies(
     assert r.status_code == 201 and r.json()["parent_id"] == ids["middle"]
 
     page = await _threads(client, owner, clip_id)
+    # The page is written without the response model; it must still match it exactly.
+    validated = Page[ThreadOut].model_validate(page)
+    assert validated.model_dump(mode="json") == page
     assert [t["body"] for t in page["items"]] == ["early", "early2", "middle", "late"]
     middle = page["items"][2]
     assert [x["body"] for x in middle["replies"]] == ["r1", "r2"]
