@@ -68,6 +68,7 @@ bench: deps
 	$(BIN)/python bench/transcode.py
 	$(BIN)/python bench/playback.py
 	$(BIN)/python bench/feedback.py
+	$(BIN)/python bench/prep.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -17,8 +17,9 @@ The database must be migrated (``upgrade_head``) and empty of benchmark data: us
 database (``app.migrate.create_scratch_database``). Reused by bench/feedback.py and
 bench/prep.py::
 
-    from bench.dataset import build_dataset
+    from bench.dataset import add_exemplars, build_dataset
     data = await build_dataset(url, clips=10_000, feedback=1_000_000)
+    await add_exemplars(url, data, count=500)  # exemplars, their views and scores
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from app.stages.defaults import DEFAULT_STAGES
+from bench.harness import pg_connect
 
 PASSWORD = "bench-password-0123"
 HELPFUL = "helpful"
@@ -126,17 +126,6 @@ def _ms(dt: datetime) -> int:
 
 def _at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def _asyncpg_kwargs(database_url: str) -> dict[str, Any]:
-    u = make_url(database_url)
-    return {
-        "host": u.host or "127.0.0.1",
-        "port": u.port or 5432,
-        "user": u.username,
-        "password": u.password,
-        "database": u.database,
-    }
 
 
 # --- COPY helpers (reusable) --------------------------------------------------------------------
@@ -371,8 +360,6 @@ async def build_dataset(
     """Create the organization, users, clips, feedback and reactions; return what a
     benchmark needs to address them. ``now`` (default: today 00:00 UTC) anchors every
     timestamp: clips were created over the 180 days before it."""
-    import asyncpg
-
     from app.auth.security import hash_password
     from app.db import make_engine, make_sessionmaker
     from app.orgs.service import create_org
@@ -440,7 +427,7 @@ async def build_dataset(
         resolved_fraction=resolved_fraction, helpful_fraction=helpful_fraction,
     )  # fmt: skip
 
-    conn = await asyncpg.connect(**_asyncpg_kwargs(database_url))
+    conn = await pg_connect(database_url)
     try:
         # Superuser only: skip the per-row foreign-key triggers (the rows are consistent).
         await conn.execute("SET session_replication_role = replica")
@@ -508,3 +495,97 @@ def by_stage(data: Dataset) -> dict[str, list[ClipInfo]]:
     for c in data.clips:
         out[c.stage].append(c)
     return out
+
+
+_NOTES = [
+    "Textbook close: summarizes value, names the decision maker, books the next step.",
+    "Watch how she handles the price objection at the halfway mark.",
+    "Great discovery: three open questions before any demo.",
+    "The ROI story here is the one to copy.",
+    "Calm, specific and short. This is the bar.",
+    "",
+]
+
+
+async def add_exemplars(
+    database_url: str,
+    data: Dataset,
+    *,
+    count: int = 500,
+    endorsed_fraction: float = 0.6,
+    max_viewers: int = 30,
+    seed: int = 7,
+    log: Callable[[str], None] | None = print,
+) -> list[uuid.UUID]:
+    """Mark ``count`` clips (spread evenly over the stages, mostly top performers' clips,
+    never the hot clip) as exemplars: ``exemplars`` rows (a coach marked ``endorsed_fraction``
+    of them, their owner the rest), ``clips.is_exemplar``, and up to ``max_viewers`` distinct
+    viewers each in ``clip_views``; then the product's ``refresh_scores`` computes their
+    statistics and scores from that data. Returns the exemplars' clip ids."""
+    from app.db import make_engine, make_sessionmaker
+    from app.exemplars.service import refresh_scores
+
+    say = log or (lambda _msg: None)
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    now_ms = _ms(data.now)
+    top = set(data.users.get("top_performer", []))
+    coaches = data.users.get("coach", []) + data.users.get("admin", [])
+    everyone = [x for ids in data.users.values() for x in ids]
+    chosen: list[ClipInfo] = []
+    for i, (_stage, infos) in enumerate(by_stage(data).items()):
+        want = count // len(STAGE_KEYS) + (i < count % len(STAGE_KEYS))
+        pool = [c for c in infos if c.id != data.hot_clip_id]
+        preferred = [c for c in pool if c.owner_id in top]
+        picked = rng.sample(preferred, min(want, len(preferred)))
+        rest = [c for c in pool if c.owner_id not in top]
+        chosen += picked + rng.sample(rest, min(want - len(picked), len(rest)))
+    exemplar_rows: list[dict[str, Any]] = []
+    view_rows: list[dict[str, Any]] = []
+    for clip in chosen:
+        clip_ms = _ms(clip.created_at)
+        marked_ms = min(now_ms, clip_ms + rng.randrange(_DAY_MS, 20 * _DAY_MS))
+        endorsed = bool(coaches) and rng.random() < endorsed_fraction
+        exemplar_rows.append({
+            "id": _uuid7(marked_ms, rng), "org_id": data.org_id, "clip_id": clip.id,
+            "note": rng.choice(_NOTES),
+            "marked_by_id": rng.choice(coaches) if endorsed else clip.owner_id,
+            "marked_at": _at(marked_ms), "endorsed": endorsed, "helpful_count": 0,
+            "viewer_count": 0, "completion_rate": 0.0, "score": 0.0, "stats_at": None,
+        })  # fmt: skip
+        viewers = [u for u in everyone if u != clip.owner_id]
+        for user_id in rng.sample(viewers, rng.randint(0, min(max_viewers, len(viewers)))):
+            first = min(now_ms, marked_ms + rng.randrange(0, 30 * _DAY_MS))
+            last = min(now_ms, first + rng.randrange(0, 7 * _DAY_MS))
+            completed = rng.random() < 0.6
+            watched = clip.duration_ms if completed else rng.randrange(clip.duration_ms)
+            view_rows.append({
+                "id": _uuid7(first, rng), "org_id": data.org_id, "clip_id": clip.id,
+                "user_id": user_id, "position_ms": watched, "watched_ms": watched,
+                "completed": completed, "created_at": _at(first), "last_watched_at": _at(last),
+            })  # fmt: skip
+    ids = [c.id for c in chosen]
+    conn = await pg_connect(database_url)
+    try:
+        n_exemplars = await copy_rows(conn, "exemplars", exemplar_rows)
+        n_views = await copy_rows(conn, "clip_views", view_rows)
+        await conn.execute("UPDATE clips SET is_exemplar = true WHERE id = ANY($1::uuid[])", ids)
+    finally:
+        await conn.close()
+    engine = make_engine(database_url)
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            await refresh_scores(session, now=data.now)
+    finally:
+        await engine.dispose()
+    conn = await pg_connect(database_url)
+    try:
+        await conn.execute("VACUUM ANALYZE clips, exemplars, clip_views")
+    finally:
+        await conn.close()
+    data.counts.update(exemplars=n_exemplars, clip_views=n_views)
+    say(
+        f"  exemplars: {n_exemplars} marked, {n_views:,} views, scores by refresh_scores "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    return ids

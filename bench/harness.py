@@ -1,0 +1,420 @@
+"""What the HTTP benchmarks share: a scratch database, the API in a uvicorn subprocess, a
+cheap keep-alive load generator, A B B A rounds, a results table and EXPLAIN ANALYZE of the
+statements a service function issues.
+
+Used by bench/playback.py, bench/feedback.py and bench/prep.py. A benchmark script puts the
+project root (not bench/, whose queue.py would shadow the stdlib) on sys.path first, then::
+
+    from bench import harness
+
+    with harness.scratch_database(base_url, "pp_bench_x") as url:
+        ...seed...
+        with harness.running_server(__file__, url, media) as port:
+            tallies = harness.abba(port, (me, page), token, clients=32, seconds=10, rounds=2)
+
+The script itself serves the API when called as ``script --serve PORT URL MEDIA [EXTRA…]``
+(see ``start_server``); ``build_app`` and ``serve`` do the work in that child process.
+PEERPITCH_BENCH_PROFILE=/tmp/out.prof runs the API under cProfile (for investigation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret-key-that-is-long-enough-for-hs256-0123456789"
+DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def add_database_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("PEERPITCH_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="a PostgreSQL server to create the scratch database on",
+    )
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+def asyncpg_kwargs(database_url: str) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
+
+    u = make_url(database_url)
+    return {
+        "host": u.host or "127.0.0.1",
+        "port": u.port or 5432,
+        "user": u.username,
+        "password": u.password,
+        "database": u.database,
+    }
+
+
+async def pg_connect(database_url: str) -> Any:
+    """A raw asyncpg connection (COPY, DDL, ad-hoc SQL)."""
+    import asyncpg
+
+    return await asyncpg.connect(**asyncpg_kwargs(database_url))
+
+
+async def run_sql(url: str, statements: Sequence[str], analyze: str = "") -> None:
+    """Run ``statements`` (printed), e.g. an index to try; then ``ANALYZE <analyze>``."""
+    conn = await pg_connect(url)
+    try:
+        for statement in statements:
+            print(f"  extra SQL: {statement}")
+            await conn.execute(statement)
+        if analyze:
+            await conn.execute(f"ANALYZE {analyze}")
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def scratch_database(base_url: str, name: str, *, keep: bool = False) -> Iterator[str]:
+    """Create (or recreate) database ``name`` next to ``base_url``, migrate it, yield its URL;
+    drop it afterwards unless ``keep``."""
+    from app.migrate import create_scratch_database, drop_scratch_database, upgrade_head
+
+    url = asyncio.run(create_scratch_database(base_url, name))
+    try:
+        upgrade_head(url, quiet=True)
+        yield url
+    finally:
+        if not keep:
+            asyncio.run(drop_scratch_database(base_url, name))
+
+
+# --- the server process ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings(port: int, database_url: str, media_dir: str) -> Any:
+    """The API's settings in a benchmark (no embedded worker, quiet logs)."""
+    from app.config import Settings
+
+    return Settings(
+        database_url=database_url,
+        secret_key=SECRET,
+        media_dir=Path(media_dir),
+        embedded_worker=False,
+        log_level="WARNING",
+        public_base_url=f"http://127.0.0.1:{port}",
+    )
+
+
+def build_app(port: int, database_url: str, media_dir: str) -> Any:
+    """The product's app as `peerpitch serve` builds it, without the embedded worker."""
+    from app.main import create_app
+
+    return create_app(settings(port, database_url, media_dir))
+
+
+def serve(app: Any, port: int) -> None:
+    """Serve ``app`` with one uvicorn worker (in the --serve child)."""
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def start_server(script: str, port: int, url: str, media: str, *extra: str) -> subprocess.Popen:
+    """Run ``script --serve PORT URL MEDIA EXTRA…`` and wait until it accepts connections."""
+    out = os.environ.get("PEERPITCH_BENCH_PROFILE")
+    profile = ["-m", "cProfile", "-o", out] if out else []
+    server = subprocess.Popen(
+        [sys.executable, *profile, script, "--serve", str(port), url, media, *extra],
+        cwd=str(ROOT),
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                stop_server(server)
+                raise RuntimeError("the API did not start") from None
+            time.sleep(0.05)
+
+
+def stop_server(server: subprocess.Popen | None) -> None:
+    """Stop the API with SIGINT: uvicorn shuts down as on SIGTERM, but then re-raises the
+    signal, and only SIGINT's KeyboardInterrupt lets cProfile write its file."""
+    if server is not None and server.poll() is None:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(30)
+
+
+@contextmanager
+def running_server(script: str, url: str, media: str, *extra: str) -> Iterator[int]:
+    """The API on a free port for the ``with`` block; yields the port."""
+    port = free_port()
+    server = start_server(script, port, url, media, *extra)
+    try:
+        yield port
+    finally:
+        stop_server(server)
+
+
+# --- the load generator -----------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    requests: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    def add(self, other: Tally) -> None:
+        self.requests += other.requests
+        self.seconds += other.seconds
+        self.latencies += other.latencies
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: int) -> float:
+        """The q-th percentile latency in ms (nan below two samples)."""
+        if len(self.latencies) < 2:
+            return float("nan")
+        return statistics.quantiles(self.latencies, n=100)[q - 1] * 1000
+
+
+def _request(port: int, path: str, token: str | None) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Accept: application/json\r\n\r\n"
+    ).encode()
+
+
+async def _client(port: int, request: bytes, stop_at: float, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < stop_at:
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            body = await reader.readexactly(length)
+            if head[9:12] != b"200":
+                raise RuntimeError(f"answered {head[:12]!r}: {body[:300]!r}")
+            latencies.append(time.perf_counter() - start)
+    finally:
+        writer.close()
+
+
+async def _load(port: int, path: str, token: str | None, clients: int, seconds: float) -> Tally:
+    request = _request(port, path, token)
+    latencies: list[float] = []
+    start = time.perf_counter()
+    await asyncio.gather(
+        *(_client(port, request, start + seconds, latencies) for _ in range(clients))
+    )
+    return Tally(len(latencies), time.perf_counter() - start, latencies)
+
+
+def load(port: int, path: str, token: str | None, clients: int, seconds: float) -> Tally:
+    """``clients`` keep-alive connections (raw asyncio streams in this process, so the load
+    generator costs little) GET ``path`` back to back for ``seconds``."""
+    return asyncio.run(_load(port, path, token, clients, seconds))
+
+
+def abba(
+    port: int, paths: tuple[str, str], token: str | None, clients: int, seconds: float,
+    rounds: int,
+) -> dict[str, Tally]:  # fmt: skip
+    """Rounds ordered A B B A, ``rounds`` times, so a linear drift (and the neighbours'
+    load) hits both alike. Each path gets 2 x ``rounds`` rounds."""
+    a, b = paths
+    tallies = {a: Tally(), b: Tally()}
+    for _ in range(rounds):
+        for p in (a, b, b, a):
+            tallies[p].add(load(port, p, token, clients, seconds))
+    return tallies
+
+
+def warm_and_solo(
+    port: int, paths: Iterable[str], token: str | None, clients: int, seconds: float = 3
+) -> dict[str, Tally]:
+    """Warm each path up under load, then measure it with one client: the service time
+    without queueing behind the other clients."""
+    paths = list(paths)
+    for p in paths:
+        load(port, p, token, clients, 2)
+    return {p: load(port, p, token, 1, seconds) for p in paths}
+
+
+def fetch(port: int, path: str, token: str | None = None) -> Any:
+    """One GET through httpx (checked for 2xx); the httpx response."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    r = httpx.get(f"http://127.0.0.1:{port}{path}", headers=headers, timeout=30)
+    r.raise_for_status()
+    return r
+
+
+def print_table(loaded: Sequence[tuple[str, Tally]], solo: Sequence[tuple[str, Tally]]) -> None:
+    """req/s, p50 and p99 (ms) a row: the loaded rounds' (with their request counts), then
+    the single-client runs'."""
+    print(f"{'':>22} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}")
+    for label, t in loaded:
+        print(f"{label:>22} {t.rps:8.0f} {t.pct(50):8.1f} {t.pct(99):8.1f} {t.requests:9d}")
+    for label, t in solo:
+        print(f"{label:>22} {t.rps:8.0f} {t.pct(50):8.1f} {t.pct(99):8.1f}")
+
+
+# --- the statements behind a request ------------------------------------------------------
+
+
+async def explain_calls(
+    url: str, call: Callable[[Any], Awaitable[Any]], heading: str, show: bool, warm: int = 3
+) -> list[tuple[str, Any]]:
+    """Run ``call(session)`` ``warm`` times, keep the last run's SQL, EXPLAIN ANALYZE each
+    statement: one line with its execution time a statement, and with ``show`` the SQL, its
+    parameters and the plan. ``heading`` is printed first, ``{n}`` the statement count.
+    Returns the statements and their parameters."""
+    from sqlalchemy import event
+
+    from app.db import make_engine, make_sessionmaker
+
+    engine = make_engine(url)
+    captured: list[tuple[str, Any]] = []
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _capture(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: Any) -> None:
+        captured.append((statement, params))
+
+    try:
+        async with make_sessionmaker(engine)() as session:
+            for _ in range(warm):  # warm caches; keep the last run's statements
+                captured.clear()
+                await call(session)
+            statements = list(captured)
+            conn = await session.connection()
+            print(heading.format(n=len(statements)))
+            for i, (sql, params) in enumerate(statements, 1):
+                result = await conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+                plan = [row[0] for row in result]
+                took = next((ln for ln in plan if ln.startswith("Execution Time")), "?")
+                first = " ".join(sql.split())[:90]
+                print(f"   {i}. {took:<28} {first}…")
+                if show:
+                    print("      " + " ".join(sql.split()))
+                    print("      params: " + repr(params)[:300])
+                    for ln in plan:
+                        print("      | " + ln)
+            return statements
+    finally:
+        await engine.dispose()
+
+
+# --- command line and report ------------------------------------------------------------------
+
+
+def dataset_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser described by the first paragraph of ``doc`` with the data-set sizes of
+    bench/dataset.py (--clips, --feedback); add the benchmark's own, then ``add_run_args``."""
+    parser = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--clips", type=int, default=10_000, help="clips in the data set")
+    parser.add_argument("--feedback", type=int, default=1_000_000, help="feedback items in all")
+    return parser
+
+
+def scratch_name(prefix: str, keep: bool) -> str:
+    """``prefix`` itself with --keep (so a kept database is found again), else per process."""
+    return prefix if keep else f"{prefix}_{os.getpid()}"
+
+
+def access_token(user_id: Any, org_id: Any, role: str = "rep") -> str:
+    """A bearer token the benchmark's API process accepts (6 hours)."""
+    from app.auth.security import issue_access_token
+
+    return issue_access_token(
+        user_id=user_id, org_id=org_id, role=role, secret=SECRET, ttl_s=6 * 3600
+    )
+
+
+def parse_run_args(
+    parser: argparse.ArgumentParser, keep_name: str, queries: str
+) -> argparse.Namespace | None:
+    """Add the options every A B B A benchmark takes (after its own data-set sizes) and
+    parse the command line. In the --serve child (see ``start_server``) serve the product's
+    app instead and return None."""
+    parser.add_argument("--seconds", type=float, default=10, help="length of one round")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="A B B A blocks: each endpoint runs 2x this many rounds")  # fmt: skip
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--explain", action="store_true",
+                        help=f"print the EXPLAIN ANALYZE plans of {queries}")  # fmt: skip
+    parser.add_argument("--keep", action="store_true",
+                        help=f"keep the scratch database, named {keep_name}")  # fmt: skip
+    parser.add_argument("--sql", action="append", default=[], metavar="STATEMENT",
+                        help="run after seeding, e.g. to try an index (repeatable)")  # fmt: skip
+    add_database_url(parser)
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not args.serve:
+        return args
+    port, url, media = args.serve
+    serve(build_app(int(port), url, media), int(port))
+    return None
+
+
+def report(
+    base: tuple[str, Tally, Tally],
+    subject: tuple[str, Tally, Tally],
+    *,
+    p99_goal_ms: float,
+    ratio_goal: float | None = None,
+) -> int:
+    """The table (loaded rounds, then one client), the subject's throughput and p99 as
+    ratios to the base endpoint's, and the goals: 0 when they are met, 1 otherwise."""
+    (b_label, b, b_solo), (s_label, s, s_solo) = base, subject
+    print_table(
+        [(b_label, b), (s_label, s)],
+        [(f"1 client: {b_label.removeprefix('GET ')}", b_solo),
+         (f"1 client: {s_label.removeprefix('GET ')}", s_solo)],
+    )  # fmt: skip
+    ratio = s.rps / b.rps
+    p99 = s.pct(99)
+    ok_ratio = ratio_goal is None or ratio >= ratio_goal
+    ok_p99 = p99 < p99_goal_ms
+    if ratio_goal is None:
+        print(f"  throughput ratio: {ratio:.2f} of {b_label.removeprefix('GET ')}'s")
+    else:
+        print(f"  throughput ratio: {ratio:.2f} of {b_label.removeprefix('GET ')}'s "
+              f"(goal ≥ {ratio_goal}) {'met' if ok_ratio else 'MISSED'}")  # fmt: skip
+    print(f"  p99: {p99:.1f} ms (goal < {p99_goal_ms:.0f} ms) {'met' if ok_p99 else 'MISSED'}; "
+          f"p99 ratio to {b_label.removeprefix('GET ')} {p99 / b.pct(99):.2f}")  # fmt: skip
+    return 0 if ok_ratio and ok_p99 else 1
