@@ -41,7 +41,8 @@ class Clip(TenantMixin, TimestampMixin, Base):
     __table_args__ = (
         Index("ix_clips_org_created", "org_id", "created_at", "id"),
         Index("ix_clips_org_stage", "org_id", "stage"),
-        Index("ix_clips_owner", "owner_id"),
+        # A person's clips, by stage (the prep kit's "my open feedback").
+        Index("ix_clips_owner_stage", "owner_id", "stage"),
     )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -60,6 +61,9 @@ class Clip(TenantMixin, TimestampMixin, Base):
     width: Mapped[int | None]
     height: Mapped[int | None]
     is_exemplar: Mapped[bool] = mapped_column(default=False)
+    # Unresolved feedback threads on this clip, kept by app.feedback.service: the prep kit
+    # sums it per stage instead of counting a rep's feedback on every request.
+    open_feedback_count: Mapped[int] = mapped_column(default=0, server_default="0")
     # Facts from probing the source (set by the transcode job).
     fps: Mapped[float | None]
     has_audio: Mapped[bool | None]

@@ -1,7 +1,8 @@
 """The pre-meeting prep kit: one compact response a phone fetches minutes before a meeting.
 
-Six statements whatever the org's size (the caller, stages with the caller's open feedback,
-exemplars, tips, the caller's open feedback), each a short walk down an index. Playback URLs
+Six statements whatever the org's size (the caller, stages, the caller's open feedback per
+stage from clips.open_feedback_count, exemplars, tips, the caller's open feedback), each a
+short walk down an index. Playback URLs
 are signed in memory. The ETag covers the content, not the signatures, so a phone that asks
 again gets 304 until something it would show has changed.
 """
@@ -14,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager, joinedload
 
@@ -32,6 +33,56 @@ from app.stages.models import Stage
 from app.tenancy import Principal
 
 EXCERPT = 280
+
+
+# Tips and open feedback show their clip's title only.
+_clip_title = contains_eager(Feedback.clip).load_only(Clip.id, Clip.title)
+
+
+def _newest_open(
+    session: AsyncSession,
+    principal: Principal,
+    my_clips: tuple[ColumnElement[bool], ...],
+    stage: str,
+    limit: int,
+) -> Select[Any]:
+    """Ids of the newest unresolved threads on the caller's clips of a stage.
+
+    On PostgreSQL: the newest ``limit`` of each clip (a LATERAL walk down the partial index
+    ix_feedback_open_roots), then the newest overall, so the cost follows the number of
+    the caller's clips, not of their open feedback. SQLite has no LATERAL; the plain form
+    is fine at the sizes it serves.
+    """
+    open_root = (
+        Feedback.org_id == principal.org_id,
+        Feedback.parent_id.is_(None),
+        Feedback.deleted_at.is_(None),
+        Feedback.resolved_at.is_(None),
+    )
+    mine = (*my_clips, Clip.stage == stage, Clip.open_feedback_count > 0)
+    if session.get_bind().dialect.name != "postgresql":
+        return (
+            select(Feedback.id)
+            .join(Clip, Clip.id == Feedback.clip_id)
+            .where(*open_root, *mine)
+            .order_by(Feedback.created_at.desc(), Feedback.id.desc())
+            .limit(limit)
+        )
+    per_clip = (
+        select(Feedback.id, Feedback.created_at)
+        .where(Feedback.clip_id == Clip.id, *open_root)
+        .order_by(Feedback.created_at.desc(), Feedback.id.desc())
+        .limit(limit)
+        .lateral("per_clip")
+    )
+    return (
+        select(per_clip.c.id)
+        .select_from(Clip)
+        .join(per_clip, true())
+        .where(*mine)
+        .order_by(per_clip.c.created_at.desc(), per_clip.c.id.desc())
+        .limit(limit)
+    )
 
 
 def _tip(settings: Settings, item: Feedback) -> PrepFeedback:
@@ -88,21 +139,16 @@ async def prep_kit(
             .order_by(Stage.position, Stage.key)
         )
     ).all()
-    my_open = (
-        Feedback.org_id == principal.org_id,
+    my_clips = (
         Clip.org_id == principal.org_id,
         Clip.owner_id == principal.id,
         Clip.deleted_at.is_(None),
-        Feedback.parent_id.is_(None),
-        Feedback.deleted_at.is_(None),
-        Feedback.resolved_at.is_(None),
     )
     open_counts: dict[str, int] = {
         key: int(count)
         for key, count in await session.execute(
-            select(Clip.stage, func.count(Feedback.id))
-            .join(Clip, Clip.id == Feedback.clip_id)
-            .where(*my_open)
+            select(Clip.stage, func.sum(Clip.open_feedback_count))
+            .where(*my_clips, Clip.open_feedback_count > 0)
             .group_by(Clip.stage)
         )
     }
@@ -148,10 +194,9 @@ async def prep_kit(
         await session.scalars(
             select(Feedback)
             .join(Feedback.clip)
-            .where(*my_open, Clip.stage == stage)
-            .options(contains_eager(Feedback.clip), joinedload(Feedback.author))
+            .where(Feedback.id.in_(_newest_open(session, principal, my_clips, stage, limit)))
+            .options(_clip_title, joinedload(Feedback.author))
             .order_by(Feedback.created_at.desc(), Feedback.id.desc())
-            .limit(limit)
         )
     ).all()
 

@@ -11,6 +11,8 @@ from app.clips.models import Clip
 from app.db import Base, TenantMixin, TimestampMixin, utcnow
 from app.users.models import User
 
+OPEN_ROOT = "parent_id IS NULL AND resolved_at IS NULL AND deleted_at IS NULL"
+
 
 class Feedback(TenantMixin, TimestampMixin, Base):
     """A timestamped note on a clip. A thread is a root (``parent_id`` null) and its replies;
@@ -31,6 +33,15 @@ class Feedback(TenantMixin, TimestampMixin, Base):
             "id",
             postgresql_where=text("parent_id IS NULL"),
             sqlite_where=text("parent_id IS NULL"),
+        ),
+        # A clip's unresolved threads, newest first (the prep kit's "my open feedback").
+        Index(
+            "ix_feedback_open_roots",
+            "clip_id",
+            "created_at",
+            "id",
+            postgresql_where=text(OPEN_ROOT),
+            sqlite_where=text(OPEN_ROOT),
         ),
         # Everything on a clip (exemplar statistics; deleting a clip cascades through it).
         Index("ix_feedback_clip", "clip_id"),

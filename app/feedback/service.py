@@ -175,6 +175,8 @@ async def create_feedback(
     )
     session.add(item)
     await session.flush()
+    if root is None:
+        await _count_open(session, clip.id, +1)
     await _notify_new(session, principal, clip, item, root, mentions)
     return item
 
@@ -387,6 +389,16 @@ async def _reply_count(session: AsyncSession, root_id: uuid.UUID) -> int:
     return int(count or 0)
 
 
+async def _count_open(session: AsyncSession, clip_id: uuid.UUID, step: int) -> None:
+    """Keep clips.open_feedback_count in step with the clip's unresolved threads."""
+    await session.execute(
+        update(Clip)
+        .where(Clip.id == clip_id)
+        .values(open_feedback_count=Clip.open_feedback_count + step)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def delete_feedback(
     session: AsyncSession, principal: Principal, feedback_id: uuid.UUID
 ) -> None:
@@ -395,6 +407,8 @@ async def delete_feedback(
     item, _clip = await get_feedback(session, principal, feedback_id)
     if item.author_id != principal.id and not principal.has_role(*OVERSEERS):
         raise Forbidden("Only the author, coaches and admins may delete feedback.")
+    if item.is_root and item.resolved_at is None:
+        await _count_open(session, item.clip_id, -1)
     if item.is_root and await _reply_count(session, item.id) > 0:
         item.deleted_at = utcnow()
         item.body = ""
@@ -438,9 +452,11 @@ async def set_resolved(
             data={"clip_title": clip.title, "excerpt": item.body[:EXCERPT_CHARS]},
         )
         notify(session, cause, [(item.author_id, NotificationKind.feedback_resolved)])
+        await _count_open(session, clip.id, -1)
     elif not resolved and item.resolved_at is not None:
         item.resolved_at = None
         item.resolved_by_id = None
+        await _count_open(session, clip.id, +1)
     await session.flush()
     return item
 

@@ -112,6 +112,20 @@ async def test_prep_kit_content_and_order(
     # Without a stage: the kit is for the first of those stages.
     assert [s["key"] for s in r.json()["stages"]][:2] == ["closing", "prospecting"]
     assert r.json()["stage"] == "closing" and r.json()["my_open_feedback"][0]["body"] == "One more"
+
+    # The per-stage counts follow reopening and deleting threads.
+    async def closing_open() -> int:
+        stages = (await kit(client, rep, stage="closing")).json()["stages"]
+        return next(s["my_open_feedback"] for s in stages if s["key"] == "closing")
+
+    assert await closing_open() == 3
+    await client.delete(f"/v1/feedback/{done['id']}/resolve", headers=rep.headers)
+    assert await closing_open() == 4
+    await post_feedback(client, rep, mine, parent_id=old["id"])  # a reply is not a thread
+    assert await closing_open() == 4
+    await client.delete(f"/v1/feedback/{old['id']}", headers=coach.headers)  # leaves a tombstone
+    await client.delete(f"/v1/feedback/{done['id']}", headers=coach.headers)
+    assert await closing_open() == 2
     assert (await kit(client, rep, stage="nope")).status_code == 422
     assert (await kit(client, rep, limit=11)).status_code == 422
 
