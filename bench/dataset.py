@@ -461,6 +461,13 @@ async def build_dataset(
             for definition in dropped[t]:
                 await conn.execute(definition)
         seconds["indexes"] = time.perf_counter() - t0
+        # What app.feedback.service keeps up to date as threads open and close.
+        await conn.execute(
+            "UPDATE clips SET open_feedback_count = o.n FROM ("
+            " SELECT clip_id, count(*) AS n FROM feedback WHERE parent_id IS NULL"
+            " AND resolved_at IS NULL AND deleted_at IS NULL GROUP BY clip_id) o"
+            " WHERE o.clip_id = clips.id"
+        )
         await conn.execute("SET session_replication_role = DEFAULT")
         t0 = time.perf_counter()
         # VACUUM too: sets the visibility map and hint bits, as on a long-running server.

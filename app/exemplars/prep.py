@@ -15,9 +15,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, true
+from sqlalchemy import ColumnElement, Row, Select, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy.orm import aliased
 
 from app.clips.access import visible_to
 from app.clips.models import Clip, ClipKind
@@ -26,17 +26,40 @@ from app.db import utcnow
 from app.errors import Unprocessable
 from app.exemplars.models import Exemplar
 from app.exemplars.schemas import PrepExemplar, PrepFeedback, PrepKit, PrepStage
-from app.exemplars.service import visible_exemplars
+from app.exemplars.service import exemplar_is_visible
 from app.feedback.models import Feedback
 from app.playback.service import sign_playback
 from app.stages.models import Stage
 from app.tenancy import Principal
+from app.users.models import User
 
 EXCERPT = 280
 
 
-# Tips and open feedback show their clip's title only.
-_clip_title = contains_eager(Feedback.clip).load_only(Clip.id, Clip.title)
+Owner = aliased(User, name="owner")
+Author = aliased(User, name="author")
+
+
+def _feedback_rows() -> Select[*tuple[Any, ...]]:
+    """What a tip or an open item shows, as plain columns (no ORM objects or loader paths:
+    they cost more than the queries here)."""
+    return (
+        select(
+            Feedback.id,
+            Feedback.clip_id,
+            Feedback.timestamp_ms,
+            Feedback.end_ms,
+            Feedback.skill,
+            Feedback.body,
+            Feedback.helpful_count,
+            Feedback.resolved_at,
+            Feedback.created_at,
+            Clip.title.label("clip_title"),
+            Author.name.label("author_name"),
+        )
+        .join(Clip, Clip.id == Feedback.clip_id)
+        .join(Author, Author.id == Feedback.author_id)
+    )
 
 
 def _newest_open(
@@ -85,16 +108,16 @@ def _newest_open(
     )
 
 
-def _tip(settings: Settings, item: Feedback) -> PrepFeedback:
+def _tip(settings: Settings, item: Row[Any]) -> PrepFeedback:
     body = item.body
     return PrepFeedback(
         id=item.id,
         clip_id=item.clip_id,
-        clip_title=item.clip.title,
+        clip_title=item.clip_title,
         timestamp_ms=item.timestamp_ms,
         end_ms=item.end_ms,
         skill=item.skill,
-        author_name=item.author.name,
+        author_name=item.author_name,
         body=body[:EXCERPT],
         truncated=len(body) > EXCERPT,
         helpful_count=item.helpful_count,
@@ -166,17 +189,27 @@ async def prep_kit(
         )
 
     exemplars = (
-        await session.scalars(
-            visible_exemplars(principal)
-            .where(Clip.stage == stage)
+        await session.execute(
+            select(
+                Exemplar.clip_id,
+                Exemplar.note,
+                Exemplar.score,
+                Clip.title,
+                Clip.skills,
+                Clip.duration_ms,
+                Clip.media,
+                Owner.name.label("owner_name"),
+            )
+            .join(Clip, Clip.id == Exemplar.clip_id)
+            .join(Owner, Owner.id == Clip.owner_id)
+            .where(*exemplar_is_visible(principal), Clip.stage == stage)
             .order_by(Exemplar.score.desc(), Exemplar.id.desc())
             .limit(limit)
         )
     ).all()
     tips = (
-        await session.scalars(
-            select(Feedback)
-            .join(Feedback.clip)
+        await session.execute(
+            _feedback_rows()
             .where(
                 Feedback.org_id == principal.org_id,
                 Clip.org_id == principal.org_id,
@@ -185,23 +218,22 @@ async def prep_kit(
                 visible_to(principal),
                 Feedback.deleted_at.is_(None),
             )
-            .options(contains_eager(Feedback.clip), joinedload(Feedback.author))
             .order_by(Feedback.helpful_count.desc(), Feedback.created_at.desc(), Feedback.id.desc())
             .limit(limit)
         )
     ).all()
     mine = (
-        await session.scalars(
-            select(Feedback)
-            .join(Feedback.clip)
+        await session.execute(
+            _feedback_rows()
             .where(Feedback.id.in_(_newest_open(session, principal, my_clips, stage, limit)))
-            .options(_clip_title, joinedload(Feedback.author))
             .order_by(Feedback.created_at.desc(), Feedback.id.desc())
         )
     ).all()
 
     now = time.time()
-    signed = [(e, sign_playback(settings, e.clip, base_url, now=now)) for e in exemplars]
+    signed = [
+        (e, sign_playback(settings, e.clip_id, e.media, base_url, now=now)) for e in exemplars
+    ]
     kit = PrepKit(
         stage=stage,
         generated_at=utcnow(),
@@ -213,10 +245,10 @@ async def prep_kit(
         exemplars=[
             PrepExemplar(
                 clip_id=e.clip_id,
-                title=e.clip.title,
-                owner_name=e.clip.owner.name,
-                skills=list(e.clip.skills),
-                duration_ms=e.clip.duration_ms,
+                title=e.title,
+                owner_name=e.owner_name,
+                skills=list(e.skills),
+                duration_ms=e.duration_ms,
                 note=e.note,
                 score=e.score,
                 hls_url=urls.hls_url,
@@ -228,5 +260,5 @@ async def prep_kit(
         tips=[_tip(settings, t) for t in tips],
         my_open_feedback=[_tip(settings, t) for t in mine],
     )
-    versions = [str((e.clip.media or {}).get("version", "")) for e in exemplars]
+    versions = [str(e.media.get("version", "")) for e in exemplars]
     return kit, content_etag(kit, versions)

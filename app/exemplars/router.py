@@ -32,7 +32,9 @@ SkillQuery = Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 def exemplar_out(exemplar: Exemplar, settings: Settings, base_url: str) -> ExemplarOut:
     clip = exemplar.clip
-    poster = sign_playback(settings, clip, base_url).poster_url if clip.media else None
+    poster = (
+        sign_playback(settings, clip.id, clip.media, base_url).poster_url if clip.media else None
+    )
     return ExemplarOut(
         clip=ExemplarClip(
             id=clip.id,

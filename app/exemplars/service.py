@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, case, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager, joinedload
 
@@ -40,17 +40,23 @@ def ensure_can_curate(principal: Principal, clip: Clip) -> None:
     raise Forbidden("Coaches and admins curate exemplars; top performers their own clips.")
 
 
+def exemplar_is_visible(principal: Principal) -> tuple[ColumnElement[bool], ...]:
+    """Conditions (over Exemplar joined to its Clip) for exemplars the caller may see and
+    play."""
+    return (
+        Exemplar.org_id == principal.org_id,
+        Clip.org_id == principal.org_id,
+        Clip.status == ClipStatus.ready,
+        visible_to(principal),
+    )
+
+
 def visible_exemplars(principal: Principal) -> Select[Exemplar]:
     """Exemplars whose clip the caller may see and that can be played, with clip and owner."""
     return (
         select(Exemplar)
         .join(Exemplar.clip)
-        .where(
-            Exemplar.org_id == principal.org_id,
-            Clip.org_id == principal.org_id,
-            Clip.status == ClipStatus.ready,
-            visible_to(principal),
-        )
+        .where(*exemplar_is_visible(principal))
         .options(contains_eager(Exemplar.clip).joinedload(Clip.owner))
     )
 

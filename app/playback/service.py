@@ -67,16 +67,21 @@ async def playback_for(
     clip = await get_clip(session, principal, clip_id)
     if not is_playable(clip):
         raise Conflict("The clip has no playable rendition yet.", code="not_viewable")
-    return sign_playback(settings, clip, base_url, now=now)
+    return sign_playback(settings, clip.id, clip.media or {}, base_url, now=now)
 
 
 def sign_playback(
-    settings: Settings, clip: Clip, base_url: str, *, now: float | None = None
+    settings: Settings,
+    clip_id: uuid.UUID,
+    media: dict[str, Any],
+    base_url: str,
+    *,
+    now: float | None = None,
 ) -> Playback:
-    """Signed URLs for a playable clip the caller may see (no database access)."""
-    media: dict[str, Any] = clip.media or {}
+    """Signed URLs for a playable clip (its id and published media manifest) the caller may
+    see. No database access."""
     exp = int(now if now is not None else time.time()) + settings.playback_ttl_s
-    token = signing.make_token(settings.secret_key, clip.id, str(media["version"]), exp)
+    token = signing.make_token(settings.secret_key, clip_id, str(media["version"]), exp)
     root = play_root(base_url, token)
     return Playback(
         hls_url=root + "master.m3u8",
