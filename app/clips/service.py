@@ -117,6 +117,17 @@ def has_skill(skill: str) -> ColumnElement[bool]:
     return cast(Clip.skills, String).like(_like_pattern(f'"{skill}"'), escape="\\")
 
 
+async def ensure_visible(session: AsyncSession, principal: Principal, clip_id: uuid.UUID) -> None:
+    """get_clip's check without loading the row, for reads that only need to know."""
+    found = await session.scalar(
+        select(Clip.id).where(
+            Clip.org_id == principal.org_id, Clip.id == clip_id, visible_to(principal)
+        )
+    )
+    if found is None:
+        raise NotFound("Clip not found.")
+
+
 @dataclass(frozen=True)
 class ClipFilters:
     stage: str | None = None

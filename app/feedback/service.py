@@ -14,7 +14,7 @@ from sqlalchemy.orm import aliased
 
 from app.clips.access import OVERSEERS, can_see, visible_to
 from app.clips.models import Clip, ClipKind
-from app.clips.service import get_clip
+from app.clips.service import ensure_visible, get_clip
 from app.db import utcnow, uuid7
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.feedback.models import Feedback, FeedbackReaction
@@ -255,13 +255,16 @@ _ITEM_COLUMNS = (
 ItemRow = Row[Any]
 
 
+# Built once: statements are immutable, and constructing this one costs more than running it.
+_ITEMS: Select[Any] = (
+    select(*_ITEM_COLUMNS)
+    .join(Author, Author.id == Feedback.author_id)
+    .outerjoin(Resolver, Resolver.id == Feedback.resolved_by_id)
+)
+
+
 def _items(principal: Principal) -> Select[Any]:
-    return (
-        select(*_ITEM_COLUMNS)
-        .join(Author, Author.id == Feedback.author_id)
-        .outerjoin(Resolver, Resolver.id == Feedback.resolved_by_id)
-        .where(Feedback.org_id == principal.org_id)
-    )
+    return _ITEMS.where(Feedback.org_id == principal.org_id)
 
 
 @dataclass
@@ -304,8 +307,8 @@ async def list_threads(
 ) -> tuple[list[Thread], set[uuid.UUID], str | None]:
     """One page of threads in three statements whatever its size: roots, their replies,
     and which of them the caller marked helpful."""
-    clip = await get_clip(session, principal, clip_id)
-    stmt = _items(principal).where(Feedback.clip_id == clip.id, Feedback.parent_id.is_(None))
+    await ensure_visible(session, principal, clip_id)
+    stmt = _items(principal).where(Feedback.clip_id == clip_id, Feedback.parent_id.is_(None))
     if filters.resolved is not None:
         resolved = Feedback.resolved_at.is_not(None)
         stmt = stmt.where(resolved if filters.resolved else ~resolved)
