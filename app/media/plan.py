@@ -50,6 +50,9 @@ OWN_SIZE_MIN_RATIO = 1.1
 SMALL_EXPONENT = 1.5
 AUDIO_BITRATE = 128_000
 AUDIO_RATE = 48_000
+# ffmpeg's AAC encoder puts 1024 samples of priming in front (its `initial_padding`): an MP4
+# hides them with an edit list, which is lost when the packets are copied into another file.
+AAC_PRIMING_SAMPLES = 1024
 MAX_FPS = Fraction(30)
 GOP_S = 2
 SEGMENT_S = 6
@@ -344,9 +347,14 @@ def encode_args(
     *,
     with_images: bool,
     x264_threads: int | None = None,
+    audio_from: Path | None = None,
 ) -> list[str]:
     """One ffmpeg invocation (without global flags, see runner.run_ffmpeg) that encodes
     `renditions` to HLS, each as its own output, plus storyboard and poster if `with_images`.
+
+    `audio_from`: an MP4 whose first audio track (AAC as we encode it: the lowest rung's
+    segments, concatenated) is copied into every output instead of encoding the audio
+    again, once per rendition; nothing is read from the source's audio then.
 
     Output paths are relative: run it with cwd = the output folder, after creating the
     rendition directories."""
@@ -372,7 +380,9 @@ def encode_args(
             f"scale={po.width}:{po.height},setsar=1,thumbnail=n={po.window_frames}[po]"
         )
     audio_labels = [f"0:{plan.audio_index}"] * n
-    if plan.audio_index is None:
+    if audio_from is not None:
+        audio_labels = ["1:a:0"] * n
+    elif plan.audio_index is None:
         # A silent track keeps every clip shaped alike (players, the MP4) and needs no input.
         graph.append(
             f"anullsrc=r={AUDIO_RATE}:cl=stereo,atrim=duration={_seconds(plan.duration_ms)},"
@@ -382,11 +392,21 @@ def encode_args(
 
     # -t caps reading at the probed duration: a file lying about its length cannot keep us busy.
     limit = _seconds(plan.duration_ms + 1000)
-    args = ["-t", limit, *input_args(source, VIDEO_FORMATS), "-filter_complex", ";".join(graph)]
+    args = ["-t", limit, *input_args(source, VIDEO_FORMATS)]
+    if audio_from is not None:
+        # Shifted back by the priming, which the copy no longer hides: in sync with the video
+        # exactly as an audio track encoded here would be.
+        priming = f"-{AAC_PRIMING_SAMPLES / AUDIO_RATE:.6f}"
+        args += ["-t", limit, "-itsoffset", priming, *input_args(audio_from, VIDEO_FORMATS)]
+    args += ["-filter_complex", ";".join(graph)]
     for i, r in enumerate(renditions):
         args += ["-map", f"[v{i}]", "-map", audio_labels[i]]
         args += _h264_args(r, x264_threads)
-        args += ["-c:a", "aac", "-b:a", str(AUDIO_BITRATE), "-ac", "2", "-ar", str(AUDIO_RATE)]
+        if audio_from is not None:
+            args += ["-c:a", "copy"]
+        else:
+            args += ["-c:a", "aac", "-b:a", str(AUDIO_BITRATE), "-ac", "2"]
+            args += ["-ar", str(AUDIO_RATE)]
         args += _common_output_args()
         args += [
             "-f", "hls",
