@@ -15,9 +15,13 @@ Design: two ffmpeg passes (numbers: 60 s 1080p30 H.264 source, 2 cores, bench/tr
    real time on a busy worker).
 2. *Ladder pass*: the remaining rungs in ONE process (one decode, `split`, a scale and an
    x264 per rung, one HLS muxer per rung: per-output muxers give a fixed `vN/init.mp4`
-   layout that `-var_stream_map` cannot). The lowest rung is not encoded again.
-   Ready at ~0.6x. The price of early viewing is a second decode (~12% more CPU than
-   `early_viewable=False`, which does everything in the first pass).
+   layout that `-var_stream_map` cannot). The lowest rung is not encoded again, nor is the
+   audio: pass 2 copies pass 1's AAC track from the lowest rung's segments (`audio_from`),
+   so a clip costs one AAC encode, not one per rendition. Ready at ~0.6x. The price of early
+   viewing is a second decode (~10% more CPU than `early_viewable=False`, which does
+   everything in the first pass). It is inherent with ffmpeg 5.1: outputs fed by one
+   decode advance in lockstep, and handing decoded frames to a second process would mean
+   buffering raw video (gigabytes per minute of 1080p) or back-pressure (lockstep again).
 
 The MP4 download is not encoded at all: it is the <=720p rendition's fMP4 segments remuxed
 (`-c copy -movflags +faststart`), which saves a whole 720p encode. The master playlist is
