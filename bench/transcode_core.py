@@ -102,7 +102,11 @@ async def bare(src: Path, out: Path, plan: TranscodePlan, threads: int | None) -
         (out / r.name).mkdir()
     await sh(encode_args(plan, src, plan.first_pass, with_images=True, x264_threads=threads), out)
     if plan.second_pass:
-        args = encode_args(plan, src, plan.second_pass, with_images=False, x264_threads=threads)
+        audio = out / ".audio.fmp4"  # pass 2 copies the audio pass 1 encoded
+        concat_rendition(out, plan.renditions[0], audio)
+        args = encode_args(
+            plan, src, plan.second_pass, with_images=False, x264_threads=threads, audio_from=audio
+        )
         await sh(args, out)
     concat_rendition(out, plan.download, out / ".download.fmp4")
     await sh(remux_download_args(out / ".download.fmp4"), out)

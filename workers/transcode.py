@@ -28,6 +28,7 @@ from app.exemplars.service import notify_pitch_ready
 from app.jobs.service import LeaseLost, PermanentJobError
 from app.media.errors import MediaRejected
 from app.media.pipeline import OutputFile, TranscodeResult, transcode
+from app.media.probe import ProbeResult
 from app.storage.base import ObjectNotFound, Storage
 from workers.registry import JobContext
 
@@ -118,8 +119,8 @@ async def _upload(
         done.add(f.path)
 
 
-def _probe_facts(result: TranscodeResult) -> dict[str, Any]:
-    meta = result.probe.metadata()
+def _probe_facts(probed: ProbeResult) -> dict[str, Any]:
+    meta = probed.metadata()
     return {
         "duration_ms": meta["duration_ms"],
         "width": meta["width"],
@@ -189,10 +190,16 @@ async def transcode_clip(ctx: JobContext) -> None:
             await writer.fail("source_missing", message)
             raise PermanentJobError("source_missing", message) from exc
 
+        facts: dict[str, Any] = {}
+
+        async def on_probed(probed: ProbeResult) -> None:
+            facts.update(_probe_facts(probed))
+
         async def on_viewable(files: list[OutputFile]) -> None:
             await _upload(storage, out_dir, prefix, files, uploaded)
             media = _manifest(version, prefix, uploaded, None)
-            await writer.publish(media, ClipStatus.viewable)
+            # Duration and size with the status: timestamped feedback needs them at once.
+            await writer.publish(media, ClipStatus.viewable, **facts)
 
         result = await transcode(
             source,
@@ -201,13 +208,16 @@ async def transcode_clip(ctx: JobContext) -> None:
             max_dimension=settings.max_dimension,
             on_progress=writer.progress,
             on_viewable=on_viewable,
+            on_probed=on_probed,
             preset=settings.transcode_preset,
             early_viewable=settings.transcode_early_viewable,
         )
         uploaded.discard(result.master)  # rewritten with every rendition since "viewable"
         await _upload(storage, out_dir, prefix, list(result.files), uploaded)
         published = await writer.publish(
-            _manifest(version, prefix, uploaded, result), ClipStatus.ready, **_probe_facts(result)
+            _manifest(version, prefix, uploaded, result),
+            ClipStatus.ready,
+            **_probe_facts(result.probe),
         )
         if not published:  # deleted (or failed) meanwhile: what we stored is garbage
             await storage.delete_prefix(prefix)

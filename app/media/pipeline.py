@@ -4,7 +4,8 @@ Everything is written into one local folder with a fixed layout (paths relative 
 
     master.m3u8                      written by us (plan.render_master), always last
     v0/index.m3u8 v0/init.mp4 v0/seg_00001.m4s ...   lowest rendition (viewable pass)
-    v1/..., v2/...                   the rest of the ladder (ladder pass)
+    v1/..., v2/...                   the rest of the ladder (ladder pass; its audio is
+                                     copied from v0, see plan.encode_args `audio_from`)
     download.mp4 poster.jpg storyboard.jpg storyboard.vtt
 
 The caller uploads `TranscodeResult.files` in order (segments before their playlist, the
@@ -150,6 +151,7 @@ async def transcode(
     max_dimension: int,
     on_progress: ProgressCallback | None = None,
     on_viewable: Callable[[list[OutputFile]], Awaitable[None]] | None = None,
+    on_probed: Callable[[ProbeResult], Awaitable[None]] | None = None,
     preset: str | None = None,
     early_viewable: bool = True,
     x264_threads: int | None = None,
@@ -164,10 +166,13 @@ async def transcode(
     playlist listing only that rendition are on disk; it runs concurrently with the rest of
     the encode (so do its uploads in threads), and a failure in it aborts the transcode.
     `on_progress(fraction)` gets a monotonic 0..1, about every second, possibly while
-    `on_viewable` is still running.
+    `on_viewable` is still running. `on_probed(probe)` runs once the source is validated,
+    before any encode (so its facts can be published with "viewable").
 
-    `early_viewable=False` encodes the whole ladder in one process (one decode instead of
-    two: less CPU in total, but viewable only once all renditions exist); `preset` forces
+    The second pass copies the audio encoded by the first (one AAC encode per clip, not one
+    per rendition). `early_viewable=False` encodes the whole ladder in one process (one
+    decode instead of two: less CPU in total, but viewable only once all renditions exist,
+    and the audio encoded once per rendition); `preset` forces
     one x264 preset for every rung (tests: "ultrafast").
     """
     await asyncio.to_thread(_prepare_out_dir, out_dir)
@@ -186,10 +191,20 @@ async def transcode(
     )
     timeout_s = timeout_for(plan.duration_ms)
 
-    async def encode(step: int, renditions: Sequence[Rendition], with_images: bool) -> None:
+    async def encode(
+        step: int,
+        renditions: Sequence[Rendition],
+        with_images: bool,
+        audio_from: Path | None = None,
+    ) -> None:
         await asyncio.to_thread(_make_dirs, out_dir, renditions)
         args = encode_args(
-            plan, source, renditions, with_images=with_images, x264_threads=x264_threads
+            plan,
+            source,
+            renditions,
+            with_images=with_images,
+            x264_threads=x264_threads,
+            audio_from=audio_from,
         )
         await run_ffmpeg(
             args,
@@ -199,6 +214,9 @@ async def transcode(
             cwd=out_dir,
             limits=limits,
         )
+
+    if on_probed is not None:
+        await on_probed(probed)
 
     # Pass 1: the lowest rung (or the whole ladder), storyboard and poster.
     await encode(0, plan.first_pass, True)
@@ -211,7 +229,14 @@ async def transcode(
 
     async def finish() -> list[RenditionOutput]:
         if plan.second_pass:
-            await encode(1, plan.second_pass, False)
+            # The audio was encoded in pass 1: pass 2 copies it from the lowest rung.
+            audio = out_dir / ".audio.fmp4"
+            await asyncio.to_thread(concat_rendition, out_dir, plan.renditions[0], audio)
+            try:
+                await encode(1, plan.second_pass, False, audio)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    await asyncio.to_thread(audio.unlink)
         everything = list(plan.renditions)
         measured = await asyncio.to_thread(_measure, out_dir, everything)
         await _make_download(plan, out_dir, limits, progress.for_step(2))

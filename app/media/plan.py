@@ -15,9 +15,13 @@ Design: two ffmpeg passes (numbers: 60 s 1080p30 H.264 source, 2 cores, bench/tr
    real time on a busy worker).
 2. *Ladder pass*: the remaining rungs in ONE process (one decode, `split`, a scale and an
    x264 per rung, one HLS muxer per rung: per-output muxers give a fixed `vN/init.mp4`
-   layout that `-var_stream_map` cannot). The lowest rung is not encoded again.
-   Ready at ~0.6x. The price of early viewing is a second decode (~12% more CPU than
-   `early_viewable=False`, which does everything in the first pass).
+   layout that `-var_stream_map` cannot). The lowest rung is not encoded again, nor is the
+   audio: pass 2 copies pass 1's AAC track from the lowest rung's segments (`audio_from`),
+   so a clip costs one AAC encode, not one per rendition. Ready at ~0.6x. The price of early
+   viewing is a second decode (~10% more CPU than `early_viewable=False`, which does
+   everything in the first pass). It is inherent with ffmpeg 5.1: outputs fed by one
+   decode advance in lockstep, and handing decoded frames to a second process would mean
+   buffering raw video (gigabytes per minute of 1080p) or back-pressure (lockstep again).
 
 The MP4 download is not encoded at all: it is the <=720p rendition's fMP4 segments remuxed
 (`-c copy -movflags +faststart`), which saves a whole 720p encode. The master playlist is
@@ -50,6 +54,9 @@ OWN_SIZE_MIN_RATIO = 1.1
 SMALL_EXPONENT = 1.5
 AUDIO_BITRATE = 128_000
 AUDIO_RATE = 48_000
+# ffmpeg's AAC encoder puts 1024 samples of priming in front (its `initial_padding`): an MP4
+# hides them with an edit list, which is lost when the packets are copied into another file.
+AAC_PRIMING_SAMPLES = 1024
 MAX_FPS = Fraction(30)
 GOP_S = 2
 SEGMENT_S = 6
@@ -344,9 +351,14 @@ def encode_args(
     *,
     with_images: bool,
     x264_threads: int | None = None,
+    audio_from: Path | None = None,
 ) -> list[str]:
     """One ffmpeg invocation (without global flags, see runner.run_ffmpeg) that encodes
     `renditions` to HLS, each as its own output, plus storyboard and poster if `with_images`.
+
+    `audio_from`: an MP4 whose first audio track (AAC as we encode it: the lowest rung's
+    segments, concatenated) is copied into every output instead of encoding the audio
+    again, once per rendition; nothing is read from the source's audio then.
 
     Output paths are relative: run it with cwd = the output folder, after creating the
     rendition directories."""
@@ -372,7 +384,9 @@ def encode_args(
             f"scale={po.width}:{po.height},setsar=1,thumbnail=n={po.window_frames}[po]"
         )
     audio_labels = [f"0:{plan.audio_index}"] * n
-    if plan.audio_index is None:
+    if audio_from is not None:
+        audio_labels = ["1:a:0"] * n
+    elif plan.audio_index is None:
         # A silent track keeps every clip shaped alike (players, the MP4) and needs no input.
         graph.append(
             f"anullsrc=r={AUDIO_RATE}:cl=stereo,atrim=duration={_seconds(plan.duration_ms)},"
@@ -382,11 +396,21 @@ def encode_args(
 
     # -t caps reading at the probed duration: a file lying about its length cannot keep us busy.
     limit = _seconds(plan.duration_ms + 1000)
-    args = ["-t", limit, *input_args(source, VIDEO_FORMATS), "-filter_complex", ";".join(graph)]
+    args = ["-t", limit, *input_args(source, VIDEO_FORMATS)]
+    if audio_from is not None:
+        # Shifted back by the priming, which the copy no longer hides: in sync with the video
+        # exactly as an audio track encoded here would be.
+        priming = f"-{AAC_PRIMING_SAMPLES / AUDIO_RATE:.6f}"
+        args += ["-t", limit, "-itsoffset", priming, *input_args(audio_from, VIDEO_FORMATS)]
+    args += ["-filter_complex", ";".join(graph)]
     for i, r in enumerate(renditions):
         args += ["-map", f"[v{i}]", "-map", audio_labels[i]]
         args += _h264_args(r, x264_threads)
-        args += ["-c:a", "aac", "-b:a", str(AUDIO_BITRATE), "-ac", "2", "-ar", str(AUDIO_RATE)]
+        if audio_from is not None:
+            args += ["-c:a", "copy"]
+        else:
+            args += ["-c:a", "aac", "-b:a", str(AUDIO_BITRATE), "-ac", "2"]
+            args += ["-ar", str(AUDIO_RATE)]
         args += _common_output_args()
         args += [
             "-f", "hls",

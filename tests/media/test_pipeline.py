@@ -125,6 +125,18 @@ async def test_landscape_720p_with_audio(clips: Clips, tmp_path: Path) -> None:
     # (B-frames delay every pts by the same two frames.)
     assert [round(t - keyframes[0][0], 3) for t in keyframes[0]] == [0.0, 2.0]
 
+    # The second pass copies the audio the first encoded: same packets at the same instants
+    # (the encoder's priming still ahead of the video, as in a track encoded in place).
+    audio = [
+        ffprobe(
+            rendition_file(out, result, n, tmp_path),
+            "-select_streams", "a:0", "-show_entries", "packet=pts_time,size",
+        )["packets"]
+        for n in ("v0", "v1")
+    ]  # fmt: skip
+    assert audio[0] == audio[1]
+    assert float(audio[1][0]["pts_time"]) == pytest.approx(keyframes[1][0] - 1024 / 48000, abs=1e-3)
+
     # MP4 download: the 720p rendition, index in front, no source metadata.
     mp4 = out / "download.mp4"
     head = mp4.read_bytes()[:65536]

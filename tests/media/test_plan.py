@@ -276,6 +276,26 @@ def test_encode_args_are_safe_and_complete() -> None:
     assert _opt(args, "-t") == ["61.000"]
 
 
+def test_second_pass_can_copy_the_audio_of_the_first() -> None:
+    plan = plan_transcode(probe_result())
+    audio = Path("/out/.audio.fmp4")
+    args = encode_args(plan, Path("/x.mp4"), plan.second_pass, with_images=False, audio_from=audio)
+    check_safe_inputs(args)  # the second input is whitelisted like the source
+    assert _opt(args, "-i") == ["file:/x.mp4", "file:/out/.audio.fmp4"]
+    assert _opt(args, "-t") == ["61.000", "61.000"]
+    assert _opt(args, "-itsoffset") == ["-0.021333"]  # 1024 samples of AAC priming at 48 kHz
+    assert _opt(args, "-map") == ["[v0]", "1:a:0", "[v1]", "1:a:0"]
+    assert _opt(args, "-c:a") == ["copy", "copy"]
+    assert "-b:a" not in args and "anullsrc" not in _opt(args, "-filter_complex")[0]
+    # Without source audio too: the silent track of the first pass is copied.
+    silent = plan_transcode(probe_result(1920, 1080, audio=False))
+    args = encode_args(
+        silent, Path("/x.mp4"), silent.second_pass, with_images=False, audio_from=audio
+    )
+    assert "anullsrc" not in _opt(args, "-filter_complex")[0]
+    assert _opt(args, "-map") == ["[v0]", "1:a:0", "[v1]", "1:a:0"]
+
+
 def test_first_pass_adds_storyboard_and_poster() -> None:
     plan = plan_transcode(probe_result())
     args = encode_args(plan, Path("/x.mp4"), plan.first_pass, with_images=True)

@@ -103,6 +103,11 @@ async def test_landscape_clip_becomes_ready_with_all_outputs(
     assert statuses[-1] == "ready", seen[-1]
     assert "viewable" in statuses
     assert statuses.index("viewable") < statuses.index("ready")
+    # The probe facts come with "viewable": timestamped feedback needs the duration at once.
+    first_viewable = seen[statuses.index("viewable")]
+    assert 2900 <= first_viewable["duration_ms"] <= 3100
+    assert (first_viewable["width"], first_viewable["height"]) == (1280, 720)
+    assert first_viewable["has_audio"] is True
     progress = [c["progress"] for c in seen]
     assert progress == sorted(progress)
     assert progress[-1] == 1.0
