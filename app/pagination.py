@@ -13,7 +13,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Row, Select, and_, or_
+from sqlalchemy import Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -107,30 +107,24 @@ async def paginate(
     params: PageParams,
 ) -> tuple[list[M], str | None]:
     """Run ``stmt`` for one page of entities. ``keys`` must end with a unique column (the id)."""
-    rows = list((await session.scalars(_page_statement(stmt, keys, params))).all())
-    return _cut(rows, keys, params)
+    rows = list((await session.scalars(page_statement(stmt, keys, params))).all())
+    return cut_page(rows, keys, params)
 
 
-async def paginate_rows(
-    session: AsyncSession,
-    stmt: Select[Any],
-    keys: Sequence[SortKey],
-    params: PageParams,
-) -> tuple[list[Row[Any]], str | None]:
-    """Like :func:`paginate` for a statement of plain columns (no ORM objects to build);
-    the sort keys must be among its columns, under their own names."""
-    rows = list((await session.execute(_page_statement(stmt, keys, params))).all())
-    return _cut(rows, keys, params)
-
-
-def _page_statement(stmt: Select[Any], keys: Sequence[SortKey], params: PageParams) -> Any:
+def page_statement(
+    stmt: Select[*tuple[Any, ...]], keys: Sequence[SortKey], params: PageParams
+) -> Any:
+    """``stmt`` limited to the page after the cursor, plus one row to tell if more follow."""
     if params.cursor:
         stmt = stmt.where(_after(keys, decode_cursor(params.cursor, len(keys))))
     order = [k.column.desc() if k.descending else k.column.asc() for k in keys]
     return stmt.order_by(*order).limit(params.limit + 1)
 
 
-def _cut(rows: list[R], keys: Sequence[SortKey], params: PageParams) -> tuple[list[R], str | None]:
+def cut_page(
+    rows: list[R], keys: Sequence[SortKey], params: PageParams
+) -> tuple[list[R], str | None]:
+    """The page's rows (in key order) and the cursor after them, if more follow."""
     next_cursor = None
     if len(rows) > params.limit:
         rows = rows[: params.limit]

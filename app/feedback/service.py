@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, Select, delete, func, select, update
+from sqlalchemy import Row, Select, and_, delete, func, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -21,7 +21,7 @@ from app.feedback.models import Feedback, FeedbackReaction
 from app.feedback.schemas import FeedbackCreate, FeedbackUpdate
 from app.notifications.models import NotificationKind
 from app.notifications.service import Cause, notify
-from app.pagination import PageParams, SortKey, paginate_rows
+from app.pagination import PageParams, SortKey, cut_page, page_statement
 from app.playback.service import is_playable
 from app.stages.service import skill_keys
 from app.tenancy import Principal
@@ -305,29 +305,60 @@ async def list_threads(
     filters: FeedbackFilters,
     page: PageParams,
 ) -> tuple[list[Thread], set[uuid.UUID], str | None]:
-    """One page of threads in three statements whatever its size: roots, their replies,
-    and which of them the caller marked helpful."""
+    """One page of threads and all their replies in a single statement: the page's thread
+    ids (a keyset page over ix_feedback_clip_roots), then every item that is one of them or
+    replies to one, with the caller's helpful mark joined on. Returns the threads in
+    playback order, the ids the caller marked helpful, and the next cursor."""
     await ensure_visible(session, principal, clip_id)
-    stmt = _items(principal).where(Feedback.clip_id == clip_id, Feedback.parent_id.is_(None))
+    roots = select(Feedback.id, Feedback.timestamp_ms, Feedback.created_at).where(
+        Feedback.org_id == principal.org_id,
+        Feedback.clip_id == clip_id,
+        Feedback.parent_id.is_(None),
+    )
     if filters.resolved is not None:
         resolved = Feedback.resolved_at.is_not(None)
-        stmt = stmt.where(resolved if filters.resolved else ~resolved)
+        roots = roots.where(resolved if filters.resolved else ~resolved)
     if filters.skill is not None:
-        stmt = stmt.where(Feedback.skill == filters.skill)
+        roots = roots.where(Feedback.skill == filters.skill)
     if filters.author_id is not None:
-        stmt = stmt.where(Feedback.author_id == filters.author_id)
-    roots, cursor = await paginate_rows(session, stmt, _THREAD_ORDER, page)
-    threads = {r.id: Thread(r) for r in roots}
-    if threads:
-        replies = await session.execute(
+        roots = roots.where(Feedback.author_id == filters.author_id)
+    page_ids = select(page_statement(roots, _THREAD_ORDER, page).subquery().c.id)
+    # The threads and their replies: a UNION of two index lookups (an OR of the two
+    # conditions would make PostgreSQL scan the whole table).
+    thread_items = union_all(
+        select(Feedback.id).where(Feedback.id.in_(page_ids)),
+        select(Feedback.id).where(Feedback.parent_id.in_(page_ids)),
+    )
+    marked = aliased(FeedbackReaction, name="marked")
+    rows = (
+        await session.execute(
             _items(principal)
-            .where(Feedback.parent_id.in_(list(threads)))
-            .order_by(Feedback.created_at, Feedback.id)
+            .add_columns(marked.id.is_not(None).label("marked_by_me"))
+            .outerjoin(
+                marked,
+                and_(
+                    marked.feedback_id == Feedback.id,
+                    marked.user_id == principal.id,
+                    marked.kind == HELPFUL,
+                ),
+            )
+            .where(Feedback.id.in_(thread_items))
         )
-        for reply in replies.all():
-            threads[reply.parent_id].replies.append(reply)
-    ids = [r.id for r in roots] + [x.id for t in threads.values() for x in t.replies]
-    return list(threads.values()), await reacted_by(session, principal, ids), cursor
+    ).all()
+    ordered = sorted(
+        (r for r in rows if r.parent_id is None),
+        key=lambda r: (r.timestamp_ms, r.created_at, r.id),
+    )
+    kept, cursor = cut_page(ordered, _THREAD_ORDER, page)
+    threads = {r.id: Thread(r) for r in kept}
+    for reply in sorted(
+        (r for r in rows if r.parent_id is not None), key=lambda r: (r.created_at, r.id)
+    ):
+        thread = threads.get(reply.parent_id)
+        if thread is not None:  # not a reply to the look-ahead thread
+            thread.replies.append(reply)
+    mine = {r.id for r in rows if r.marked_by_me}
+    return list(threads.values()), mine, cursor
 
 
 async def get_feedback(
