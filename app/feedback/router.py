@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated, Any
 
@@ -33,26 +34,33 @@ def _person(person_id: uuid.UUID | None, name: str | None, role: Role | None) ->
 
 def _fields(row: service.ItemRow, mine: set[uuid.UUID]) -> dict[str, Any]:
     """An item's FeedbackOut fields from its row, as plain data: a page holds hundreds of
-    items, and building models for them costs more than the queries."""
+    items, and building models for them costs more than the queries. (Unpacking the row
+    in service._ITEM_COLUMNS order is several times cheaper than reading it by name.)"""
+    (
+        item_id, clip_id, parent_id, body, timestamp_ms, end_ms, skill, annotation,
+        response_clip_id, mentions, resolved_at, edited_at, deleted_at, helpful_count,
+        created_at, author_id, author_name, author_role, resolver_id, resolver_name,
+        resolver_role,
+    ) = row[: service.ITEM_WIDTH]  # fmt: skip
     return {
-        "id": row.id,
-        "clip_id": row.clip_id,
-        "parent_id": row.parent_id,
-        "author": _person(row.author_id, row.author_name, row.author_role),
-        "body": row.body,
-        "timestamp_ms": row.timestamp_ms,
-        "end_ms": row.end_ms,
-        "skill": row.skill,
-        "annotation": row.annotation,
-        "response_clip_id": row.response_clip_id,
-        "mentions": row.mentions,
-        "resolved_at": row.resolved_at,
-        "resolved_by": _person(row.resolver_id, row.resolver_name, row.resolver_role),
-        "edited_at": row.edited_at,
-        "deleted": row.deleted_at is not None,
-        "helpful_count": row.helpful_count,
-        "reacted_by_me": row.id in mine,
-        "created_at": row.created_at,
+        "id": item_id,
+        "clip_id": clip_id,
+        "parent_id": parent_id,
+        "author": _person(author_id, author_name, author_role),
+        "body": body,
+        "timestamp_ms": timestamp_ms,
+        "end_ms": end_ms,
+        "skill": skill,
+        "annotation": annotation,
+        "response_clip_id": response_clip_id,
+        "mentions": json.loads(mentions) if mentions else [],
+        "resolved_at": resolved_at,
+        "resolved_by": _person(resolver_id, resolver_name, resolver_role),
+        "edited_at": edited_at,
+        "deleted": deleted_at is not None,
+        "helpful_count": helpful_count,
+        "reacted_by_me": item_id in mine,
+        "created_at": created_at,
     }
 
 

@@ -117,7 +117,10 @@ async def test_ranges_bodies_and_references_are_validated(
     r = await post_feedback(client, owner, private, mentions=[third.id])
     assert r.status_code == 422 and r.json()["error"]["code"] == "mention_cannot_see_clip"
     coach = await org.add_user("coach")
-    assert (await post_feedback(client, owner, private, mentions=[coach.id])).status_code == 201
+    r = await post_feedback(client, owner, private, mentions=[coach.id])
+    assert r.status_code == 201 and r.json()["mentions"] == [coach.id]
+    listed_private = (await _threads(client, coach, private))["items"]
+    assert [t["mentions"] for t in listed_private] == [[coach.id]]
 
     # A video reply must be the author's own clip of kind "feedback".
     video_reply = (await create_clip(client, peer, kind="feedback"))["clip"]["id"]
