@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager, joinedload
 
 from app.clips.access import OVERSEERS, visible_to
-from app.clips.models import Clip, ClipStatus
+from app.clips.models import Clip, ClipKind, ClipStatus
 from app.clips.service import get_clip, has_skill, matches_text
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -283,13 +283,17 @@ async def links_for_clip(
     return links
 
 
+def _ensure_can_choose_links(principal: Principal, clip: Clip) -> None:
+    if clip.owner_id != principal.id and not principal.has_role(*OVERSEERS):
+        raise Forbidden("Only the clip's owner, coaches and admins choose its exemplars.")
+
+
 async def add_manual_link(
     session: AsyncSession, principal: Principal, clip_id: uuid.UUID, exemplar_clip_id: uuid.UUID
 ) -> tuple[Link, bool]:
     """Link a clip to an exemplar by hand; returns the link and whether it was new."""
     clip = await get_clip(session, principal, clip_id)
-    if clip.owner_id != principal.id and not principal.has_role(*OVERSEERS):
-        raise Forbidden("Only the clip's owner, coaches and admins choose its exemplars.")
+    _ensure_can_choose_links(principal, clip)
     if exemplar_clip_id == clip.id:
         raise Unprocessable("A clip cannot link to itself.", code="self_link")
     exemplar = await session.scalar(
@@ -323,8 +327,7 @@ async def remove_manual_link(
     session: AsyncSession, principal: Principal, clip_id: uuid.UUID, exemplar_clip_id: uuid.UUID
 ) -> None:
     clip = await get_clip(session, principal, clip_id)
-    if clip.owner_id != principal.id and not principal.has_role(*OVERSEERS):
-        raise Forbidden("Only the clip's owner, coaches and admins choose its exemplars.")
+    _ensure_can_choose_links(principal, clip)
     link = await session.scalar(
         select(ExemplarLink).where(
             ExemplarLink.org_id == principal.org_id,
@@ -344,7 +347,7 @@ async def notify_pitch_ready(session: AsyncSession, clip_id: uuid.UUID, limit: i
     clip = await session.scalar(
         select(Clip).where(Clip.id == clip_id).options(joinedload(Clip.owner))
     )
-    if clip is None or clip.kind != "pitch" or clip.deleted_at is not None:
+    if clip is None or clip.kind != ClipKind.pitch or clip.deleted_at is not None:
         return
     links = await links_for_clip(session, Principal(user=clip.owner), clip, limit)
     cause = Cause(

@@ -115,15 +115,20 @@ async def create_request(
     return await get_request(session, principal, request.id)
 
 
-def _involving(principal: Principal) -> Select[ReviewRequest]:
-    """Requests the caller takes part in: as reviewer, requester or the reviewed clip's owner
-    (coaches and admins: every request of the org). Deleted clips' requests are gone."""
-    stmt = (
+def _of_org(principal: Principal) -> Select[ReviewRequest]:
+    """The org's requests on live clips, with what a response shows loaded."""
+    return (
         select(ReviewRequest)
         .join(Clip, Clip.id == ReviewRequest.clip_id)
         .where(ReviewRequest.org_id == principal.org_id, Clip.deleted_at.is_(None))
         .options(*_LOAD)
     )
+
+
+def _involving(principal: Principal) -> Select[ReviewRequest]:
+    """Requests the caller takes part in: as reviewer, requester or the reviewed clip's owner
+    (coaches and admins: every request of the org). Deleted clips' requests are gone."""
+    stmt = _of_org(principal)
     if not principal.has_role(*OVERSEERS):
         stmt = stmt.where(
             or_(
@@ -157,12 +162,7 @@ class ReviewFilters:
 async def list_requests(
     session: AsyncSession, principal: Principal, filters: ReviewFilters, page: PageParams
 ) -> tuple[list[ReviewRequest], str | None]:
-    stmt = (
-        select(ReviewRequest)
-        .join(Clip, Clip.id == ReviewRequest.clip_id)
-        .where(ReviewRequest.org_id == principal.org_id, Clip.deleted_at.is_(None))
-        .options(*_LOAD)
-    )
+    stmt = _of_org(principal)
     if filters.box == Box.inbox:
         stmt = stmt.where(ReviewRequest.reviewer_id == principal.id)
     else:
