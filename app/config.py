@@ -56,9 +56,12 @@ class Settings(BaseSettings):
     scratch_dir: Path | None = None
     # Force one x264 preset for every rendition (tests use "ultrafast"); default: per rung.
     transcode_preset: str | None = None
-    # True: the lowest rendition first (viewable early), then the rest (one extra decode).
-    # False: the whole ladder in one ffmpeg process (less CPU, viewable only when ready).
+    # True: segments are published as they are encoded, so a clip plays ("viewable") long
+    # before it is "ready". False: nothing is published until every output exists.
     transcode_early_viewable: bool = True
+    # Read sources no faster than this many times real time (default: as fast as possible).
+    # Spreads a worker's CPU over a longer time; tests use it to watch a clip play early.
+    transcode_readrate: float | None = Field(default=None, gt=0)
 
     # Playback
     # Lifetime of the URLs from GET /v1/clips/{id}/playback (HLS token, MP4, poster, VTT).

@@ -4,7 +4,7 @@ A 60 s 1920x1080 30 fps clip with audio is generated, then, interleaved per repe
 
   * service: `peerpitch serve` + `peerpitch worker` (SQLite, local storage): upload with the
     multipart protocol, then poll GET /v1/clips/{id}; time from `complete` to `viewable` and
-    to `ready` (download, probe, both ffmpeg passes, uploads, publication), as x duration;
+    to `ready` (download, probe, the ffmpeg run, uploads, publication), as x duration;
   * bare: the very ffmpeg commands the pipeline runs, executed directly one after the other;
   * per-rendition: one ffmpeg process per rendition, as MediaCMS does (strictest form: the
     storyboard and poster ride along with the first, so only decoding is repeated).

@@ -3,8 +3,8 @@
 Generates a 60 s 1920x1080 30 fps clip with audio, then measures, interleaved so that other
 load on the machine hits every variant alike:
 
-- ours:        app.media.transcode() — time to on_viewable and to return, as x duration;
-- single-pass: transcode(early_viewable=False): the whole ladder in one process;
+- ours:        app.media.transcode() — time to the first on_partial (viewable) and to
+               return (ready), as x duration;
 - bare:        the same ffmpeg commands as `ours` run directly, one after the other;
 - per-rung:    one ffmpeg process per rendition, storyboard and poster riding along with the
                first (strict: the only duplicated work is decoding);
@@ -38,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from app.media import transcode
-from app.media.pipeline import OutputFile, concat_rendition
+from app.media.pipeline import PartialOutput, concat_rendition, finish_playlists
 from app.media.plan import TranscodePlan, encode_args, plan_transcode, remux_download_args
 from app.media.probe import input_args, probe
 
@@ -72,24 +72,21 @@ def make_source(path: Path, noise: bool) -> None:
     asyncio.run(sh(args, path.parent))
 
 
-async def ours(
-    src: Path, out: Path, preset: str | None, threads: int | None, early: bool = True
-) -> dict[str, float]:
+async def ours(src: Path, out: Path, preset: str | None, threads: int | None) -> dict[str, float]:
     t0 = time.monotonic()
     marks: dict[str, float] = {}
 
-    async def viewable(files: list[OutputFile]) -> None:
-        marks["viewable"] = time.monotonic() - t0
+    async def partial(_: PartialOutput) -> None:
+        marks.setdefault("viewable", time.monotonic() - t0)
 
     await transcode(
         src,
         out,
         max_duration_s=1800,
         max_dimension=4096,
-        on_viewable=viewable,
+        on_partial=partial,
         preset=preset,
         x264_threads=threads,
-        early_viewable=early,
     )
     marks["ready"] = time.monotonic() - t0
     return marks
@@ -100,14 +97,8 @@ async def bare(src: Path, out: Path, plan: TranscodePlan, threads: int | None) -
     out.mkdir()
     for r in plan.renditions:
         (out / r.name).mkdir()
-    await sh(encode_args(plan, src, plan.first_pass, with_images=True, x264_threads=threads), out)
-    if plan.second_pass:
-        audio = out / ".audio.fmp4"  # pass 2 copies the audio pass 1 encoded
-        concat_rendition(out, plan.renditions[0], audio)
-        args = encode_args(
-            plan, src, plan.second_pass, with_images=False, x264_threads=threads, audio_from=audio
-        )
-        await sh(args, out)
+    await sh(encode_args(plan, src, plan.renditions, with_images=True, x264_threads=threads), out)
+    finish_playlists(plan, out)
     concat_rendition(out, plan.download, out / ".download.fmp4")
     await sh(remux_download_args(out / ".download.fmp4"), out)
 
@@ -152,6 +143,7 @@ async def per_rung(
     else:
         for a in jobs:
             await sh(a, out)
+    finish_playlists(plan, out)
     concat_rendition(out, plan.download, out / ".download.fmp4")
     await sh(remux_download_args(out / ".download.fmp4"), out)
 
@@ -186,7 +178,6 @@ def main() -> None:
     marks: dict[str, list[dict[str, float]]] = {}
     variants: list[tuple[str, Callable[[Path], Awaitable[object]]]] = [
         ("ours", lambda o: ours(src, o, opts.preset, opts.threads)),
-        ("single-pass", lambda o: ours(src, o, opts.preset, opts.threads, early=False)),
         ("bare", lambda o: bare(src, o, plan, opts.threads)),
         ("per-rung", lambda o: per_rung(src, o, plan, opts.threads, False)),
         ("mediacms", lambda o: per_rung(src, o, plan, opts.threads, False, True)),
@@ -203,7 +194,7 @@ def main() -> None:
             finally:
                 shutil.rmtree(work)
             results.setdefault(name, []).append((wall, cpu))
-            if name in ("ours", "single-pass"):
+            if name == "ours":
                 assert isinstance(value, dict)
                 marks.setdefault(name, []).append(value)
             print(f"  rep {rep + 1} {name:22s} wall {wall:6.1f}s  cpu {cpu:6.1f}s", flush=True)

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from app.db import utcnow
 from app.exemplars.service import notify_pitch_ready
 from app.jobs.service import LeaseLost, PermanentJobError
 from app.media.errors import MediaRejected
-from app.media.pipeline import OutputFile, TranscodeResult, transcode
+from app.media.pipeline import OutputFile, PartialOutput, RenditionOutput, transcode
 from app.media.probe import ProbeResult
 from app.storage.base import ObjectNotFound, Storage
 from workers.registry import JobContext
@@ -109,11 +109,12 @@ class _ClipWriter:
 
 
 async def _upload(
-    storage: Storage, out_dir: Path, prefix: str, files: list[OutputFile], done: set[str]
+    storage: Storage, out_dir: Path, prefix: str, files: Sequence[OutputFile], done: set[str]
 ) -> None:
-    # In the order given: segments before their playlists, the master last.
+    # In the order given: segments before their playlists, the master last. Playlists are
+    # rewritten as the encode goes on; everything else is written once.
     for f in files:
-        if f.path in done:
+        if f.path in done and not f.path.endswith(".m3u8"):
             continue
         await storage.put_file(prefix + f.path, out_dir / f.path, content_type=f.content_type)
         done.add(f.path)
@@ -134,24 +135,22 @@ def _probe_facts(probed: ProbeResult) -> dict[str, Any]:
 
 
 def _manifest(
-    version: str, prefix: str, files: set[str], result: TranscodeResult | None
+    version: str, prefix: str, files: set[str], renditions: Sequence[RenditionOutput]
 ) -> dict[str, Any]:
     def present(name: str) -> str | None:
         return name if name in files else None
 
-    variants = []
-    if result is not None:
-        variants = [
-            {
-                "name": r.rendition.name,
-                "width": r.width,
-                "height": r.height,
-                "bandwidth": r.bandwidth,
-                "codecs": r.codecs,
-                "playlist": r.playlist,
-            }
-            for r in result.renditions
-        ]
+    variants = [
+        {
+            "name": r.rendition.name,
+            "width": r.width,
+            "height": r.height,
+            "bandwidth": r.bandwidth,
+            "codecs": r.codecs,
+            "playlist": r.playlist,
+        }
+        for r in renditions
+    ]
     return {
         "version": version,
         "prefix": prefix,
@@ -195,11 +194,16 @@ async def transcode_clip(ctx: JobContext) -> None:
         async def on_probed(probed: ProbeResult) -> None:
             facts.update(_probe_facts(probed))
 
-        async def on_viewable(files: list[OutputFile]) -> None:
-            await _upload(storage, out_dir, prefix, files, uploaded)
-            media = _manifest(version, prefix, uploaded, None)
-            # Duration and size with the status: timestamped feedback needs them at once.
-            await writer.publish(media, ClipStatus.viewable, **facts)
+        published: dict[str, Any] = {}
+
+        async def on_partial(partial: PartialOutput) -> None:
+            # Segments, then playlists, then the master: the clip plays while it is encoded.
+            await _upload(storage, out_dir, prefix, partial.files, uploaded)
+            media = _manifest(version, prefix, uploaded, partial.renditions)
+            if media != published:  # new variants' figures or the poster: tell the API
+                # Duration and size with the status: timestamped feedback needs them at once.
+                await writer.publish(media, ClipStatus.viewable, **facts)
+                published.update(media)
 
         result = await transcode(
             source,
@@ -207,19 +211,18 @@ async def transcode_clip(ctx: JobContext) -> None:
             max_duration_s=settings.max_duration_s,
             max_dimension=settings.max_dimension,
             on_progress=writer.progress,
-            on_viewable=on_viewable,
+            on_partial=on_partial if settings.transcode_early_viewable else None,
             on_probed=on_probed,
             preset=settings.transcode_preset,
-            early_viewable=settings.transcode_early_viewable,
+            readrate=settings.transcode_readrate,
         )
-        uploaded.discard(result.master)  # rewritten with every rendition since "viewable"
-        await _upload(storage, out_dir, prefix, list(result.files), uploaded)
-        published = await writer.publish(
-            _manifest(version, prefix, uploaded, result),
+        await _upload(storage, out_dir, prefix, result.files, uploaded)
+        published_ready = await writer.publish(
+            _manifest(version, prefix, uploaded, result.renditions),
             ClipStatus.ready,
             **_probe_facts(result.probe),
         )
-        if not published:  # deleted (or failed) meanwhile: what we stored is garbage
+        if not published_ready:  # deleted (or failed) meanwhile: what we stored is garbage
             await storage.delete_prefix(prefix)
             return
     except MediaRejected as exc:

@@ -1,15 +1,18 @@
-"""transcode(): probe → validate → plan → encode (2 passes) → images → MP4 → master.
+"""transcode(): probe → validate → plan → encode (one ffmpeg process) → MP4 → master.
 
 Everything is written into one local folder with a fixed layout (paths relative to it):
 
-    master.m3u8                      written by us (plan.render_master), always last
-    v0/index.m3u8 v0/init.mp4 v0/seg_00001.m4s ...   lowest rendition (viewable pass)
-    v1/..., v2/...                   the rest of the ladder (ladder pass; its audio is
-                                     copied from v0, see plan.encode_args `audio_from`)
+    master.m3u8                      written by us (plan.render_master)
+    v0/index.m3u8 v0/init.mp4 v0/seg_00001.m4s ...   lowest rendition
+    v1/..., v2/...                   the rest of the ladder
+    vN/encoder.m3u8                  ffmpeg's own playlist: read, never published
     download.mp4 poster.jpg storyboard.jpg storyboard.vtt
 
-The caller uploads `TranscodeResult.files` in order (segments before their playlist, the
-master last), so a reader never sees a playlist that references a missing object.
+While ffmpeg runs, `on_partial` receives every new segment of every rendition (in lockstep,
+so all renditions play the same span), then our EVENT playlists and the master: the clip
+can be played as it is encoded. At the end, `TranscodeResult.files` lists every output in
+upload order (segments before their playlist, the master last), so a reader never sees a
+playlist that references a missing object.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from app.media.plan import (
     POSTER,
     STORYBOARD_JPG,
     STORYBOARD_VTT,
+    MediaSegment,
     Rendition,
     TranscodePlan,
     VariantStats,
@@ -36,6 +40,7 @@ from app.media.plan import (
     plan_transcode,
     remux_download_args,
     render_master,
+    render_media_playlist,
     storyboard_vtt,
     variant_stats,
 )
@@ -49,9 +54,8 @@ CONTENT_TYPES = {
     ".jpg": "image/jpeg",
     ".vtt": "text/vtt",
 }
-# Relative cost of decoding the source vs encoding the same number of pixels with x264
-# veryfast (measured); used only to weight progress across the passes.
-_DECODE_WEIGHT = 0.35
+# Share of the work (for progress) of the MP4 remux and playlists after the encode.
+_FINISH_WEIGHT = 0.02
 # A file whose decodable video is shorter than its header claims by more than this is
 # truncated or damaged (a cut-off upload with the index at the front decodes "fine").
 _TRUNCATION_TOLERANCE = 0.05
@@ -139,8 +143,58 @@ class _Progress:
         await self._report(1.0)
 
 
-def _pass_cost(renditions: Sequence[Rendition], source_px: int) -> float:
-    return _DECODE_WEIGHT * source_px + sum(r.width * r.height for r in renditions)
+@dataclass(frozen=True)
+class PartialOutput:
+    """What is playable so far, handed to `on_partial` while ffmpeg encodes."""
+
+    files: tuple[OutputFile, ...]  # new segments, then the (rewritten) playlists, master last
+    renditions: tuple[RenditionOutput, ...]  # measured over the segments so far
+    segments: int  # per rendition, published so far (every rendition has as many)
+
+
+class _Publisher:
+    """Turns what ffmpeg has finished so far into a PartialOutput: the segments that every
+    rendition has completed (ffmpeg renames a segment into place, then rewrites its
+    playlist the same way, so a listed segment is whole)."""
+
+    def __init__(self, plan: TranscodePlan, out_dir: Path) -> None:
+        self.plan = plan
+        self.out_dir = out_dir
+        self.published = 0
+        self.poster_sent = False
+
+    def next(self) -> PartialOutput | None:
+        """Blocking (file I/O): run it in a thread."""
+        listed: list[tuple[str | None, list[MediaSegment]]] = []
+        for r in self.plan.renditions:
+            try:
+                text = (self.out_dir / r.encoder_playlist).read_text(encoding="utf-8")
+            except FileNotFoundError:
+                return None
+            listed.append(parse_media_playlist(text))
+        count = min(len(segments) for _, segments in listed)
+        if count <= self.published:
+            return None
+        paths: list[str] = []
+        for r, (init, segments) in zip(self.plan.renditions, listed, strict=True):
+            if init and self.published == 0:
+                paths.append(f"{r.name}/{init}")
+            paths += [f"{r.name}/{s.uri}" for s in segments[self.published : count]]
+            playlist = render_media_playlist(init, segments[:count], complete=False)
+            _write_text(self.out_dir / r.playlist, playlist)
+            paths.append(r.playlist)
+        if not self.poster_sent and (self.out_dir / POSTER).is_file():  # written atomically
+            paths.append(POSTER)
+            self.poster_sent = True
+        measured = _measure(self.out_dir, self.plan.renditions)
+        _write_text(self.out_dir / MASTER, _master(measured))
+        paths.append(MASTER)
+        self.published = count
+        return PartialOutput(
+            files=tuple(_output_file(self.out_dir, p) for p in paths),
+            renditions=tuple(measured),
+            segments=count,
+        )
 
 
 async def transcode(
@@ -150,11 +204,12 @@ async def transcode(
     max_duration_s: int,
     max_dimension: int,
     on_progress: ProgressCallback | None = None,
-    on_viewable: Callable[[list[OutputFile]], Awaitable[None]] | None = None,
+    on_partial: Callable[[PartialOutput], Awaitable[None]] | None = None,
     on_probed: Callable[[ProbeResult], Awaitable[None]] | None = None,
     preset: str | None = None,
-    early_viewable: bool = True,
     x264_threads: int | None = None,
+    readrate: float | None = None,
+    watch_interval_s: float = 1.0,
     limits: Limits = DEFAULT_LIMITS,
 ) -> TranscodeResult:
     """Transcode `source` into `out_dir` (created; must be empty).
@@ -162,98 +217,91 @@ async def transcode(
     Raises MediaRejected (permanent: the upload is unacceptable), FfmpegFailed /
     FfmpegTimeout (transient), or whatever a callback raises (ffmpeg is killed first).
 
-    `on_viewable(files)` runs once the lowest rendition, poster, storyboard and a master
-    playlist listing only that rendition are on disk; it runs concurrently with the rest of
-    the encode (so do its uploads in threads), and a failure in it aborts the transcode.
-    `on_progress(fraction)` gets a monotonic 0..1, about every second, possibly while
-    `on_viewable` is still running. `on_probed(probe)` runs once the source is validated,
-    before any encode (so its facts can be published with "viewable").
-
-    The second pass copies the audio encoded by the first (one AAC encode per clip, not one
-    per rendition). `early_viewable=False` encodes the whole ladder in one process (one
-    decode instead of two: less CPU in total, but viewable only once all renditions exist,
-    and the audio encoded once per rendition); `preset` forces
-    one x264 preset for every rung (tests: "ultrafast").
+    `on_partial(partial)` runs, while ffmpeg encodes, each time every rendition has new
+    segments (looked for every `watch_interval_s`); one call at a time, and ffmpeg goes on
+    meanwhile (so do its uploads in threads); a failure in it aborts the transcode. The
+    first call makes the clip playable. `on_progress(fraction)` gets a monotonic 0..1,
+    about every second. `on_probed(probe)` runs once the source is validated, before the
+    encode (so its facts can be published with the first partial output). `preset` forces
+    one x264 preset for every rung (tests: "ultrafast"); `readrate` caps how fast the
+    source is read, in multiples of real time.
     """
     await asyncio.to_thread(_prepare_out_dir, out_dir)
     probed = await probe(source)
     validate(probed, max_duration_s=max_duration_s, max_dimension=max_dimension)
-    plan = plan_transcode(probed, preset=preset, early_viewable=early_viewable)
-    assert probed.video is not None
-    source_px = probed.video.display_width * probed.video.display_height
-    progress = _Progress(
-        on_progress,
-        [
-            _pass_cost(plan.first_pass, source_px),
-            _pass_cost(plan.second_pass, source_px) if plan.second_pass else 0.0,
-            0.02 * _pass_cost(plan.renditions, source_px),  # MP4 remux, playlists
-        ],
-    )
-    timeout_s = timeout_for(plan.duration_ms)
-
-    async def encode(
-        step: int,
-        renditions: Sequence[Rendition],
-        with_images: bool,
-        audio_from: Path | None = None,
-    ) -> None:
-        await asyncio.to_thread(_make_dirs, out_dir, renditions)
-        args = encode_args(
-            plan,
-            source,
-            renditions,
-            with_images=with_images,
-            x264_threads=x264_threads,
-            audio_from=audio_from,
-        )
-        await run_ffmpeg(
-            args,
-            timeout_s=timeout_s,
-            on_progress=progress.for_step(step),
-            duration_ms=plan.duration_ms,
-            cwd=out_dir,
-            limits=limits,
-        )
-
+    plan = plan_transcode(probed, preset=preset)
+    progress = _Progress(on_progress, [1.0, _FINISH_WEIGHT])
     if on_probed is not None:
         await on_probed(probed)
 
-    # Pass 1: the lowest rung (or the whole ladder), storyboard and poster.
-    await encode(0, plan.first_pass, True)
-    done = list(plan.first_pass)
-    outputs = await asyncio.to_thread(_measure, out_dir, done)
-    _check_complete(plan, outputs[0], out_dir)
+    await asyncio.to_thread(_make_dirs, out_dir, plan.renditions)
+    args = encode_args(
+        plan,
+        source,
+        plan.renditions,
+        with_images=True,
+        x264_threads=x264_threads,
+        readrate=readrate,
+    )
+    if readrate is not None:
+        timeout_s = timeout_for(round(plan.duration_ms / min(readrate, 1.0)))
+    else:
+        timeout_s = timeout_for(plan.duration_ms)
+    encode = run_ffmpeg(
+        args,
+        timeout_s=timeout_s,
+        on_progress=progress.for_step(0),
+        duration_ms=plan.duration_ms,
+        cwd=out_dir,
+        limits=limits,
+    )
+    if on_partial is None:
+        await encode
+    else:
+        await _encode_publishing(encode, _Publisher(plan, out_dir), on_partial, watch_interval_s)
+
+    measured = await asyncio.to_thread(finish_playlists, plan, out_dir)
+    _check_complete(plan, measured[0], out_dir)
     await asyncio.to_thread(_write_text, out_dir / STORYBOARD_VTT, _vtt(plan))
-    await asyncio.to_thread(_write_text, out_dir / MASTER, _master(outputs))
-    early = await asyncio.to_thread(_list_files, out_dir, done, include_download=False)
-
-    async def finish() -> list[RenditionOutput]:
-        if plan.second_pass:
-            # The audio was encoded in pass 1: pass 2 copies it from the lowest rung.
-            audio = out_dir / ".audio.fmp4"
-            await asyncio.to_thread(concat_rendition, out_dir, plan.renditions[0], audio)
-            try:
-                await encode(1, plan.second_pass, False, audio)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    await asyncio.to_thread(audio.unlink)
-        everything = list(plan.renditions)
-        measured = await asyncio.to_thread(_measure, out_dir, everything)
-        await _make_download(plan, out_dir, limits, progress.for_step(2))
-        await asyncio.to_thread(_write_text, out_dir / MASTER, _master(measured))
-        return measured
-
-    final = await _run_alongside(finish(), on_viewable(early) if on_viewable else None)
-    files = await asyncio.to_thread(_list_files, out_dir, list(plan.renditions), True)
+    await _make_download(plan, out_dir, limits, progress.for_step(1))
+    await asyncio.to_thread(_write_text, out_dir / MASTER, _master(measured))
+    files = await asyncio.to_thread(_list_files, out_dir, plan.renditions)
     await progress.done()
-    return TranscodeResult(probe=probed, plan=plan, renditions=tuple(final), files=tuple(files))
+    return TranscodeResult(probe=probed, plan=plan, renditions=tuple(measured), files=tuple(files))
 
 
-async def _run_alongside(main: Coroutine[Any, Any, _T], side: Awaitable[None] | None) -> _T:
+async def _encode_publishing(
+    encode: Coroutine[Any, Any, None],
+    publisher: _Publisher,
+    on_partial: Callable[[PartialOutput], Awaitable[None]],
+    interval_s: float,
+) -> None:
+    """Run the encode; meanwhile hand each new PartialOutput to `on_partial`, one at a time.
+    What ffmpeg finishes after its last look is left to the caller's final publication."""
+    finished = asyncio.Event()
+
+    async def encode_then_signal() -> None:
+        try:
+            await encode
+        finally:
+            finished.set()
+
+    async def watch() -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), interval_s)
+            if finished.is_set():
+                return
+            partial = await asyncio.to_thread(publisher.next)
+            if partial is not None:
+                await on_partial(partial)
+
+    await _run_alongside(encode_then_signal(), watch())
+
+
+async def _run_alongside(main: Coroutine[Any, Any, _T], side: Awaitable[None]) -> _T:
     """Run `main` and `side` concurrently; the first failure cancels the other and is raised
     as itself (not as an ExceptionGroup)."""
-    if side is None:
-        return await main
     try:
         async with asyncio.TaskGroup() as group:
             main_task = group.create_task(main)
@@ -295,6 +343,16 @@ def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def finish_playlists(plan: TranscodePlan, out_dir: Path) -> list[RenditionOutput]:
+    """ffmpeg is done: publishable VOD playlists of every segment, measured."""
+    for r in plan.renditions:
+        init, segments = parse_media_playlist(
+            (out_dir / r.encoder_playlist).read_text(encoding="utf-8")
+        )
+        _write_text(out_dir / r.playlist, render_media_playlist(init, segments, complete=True))
+    return _measure(out_dir, plan.renditions)
 
 
 def _measure(out_dir: Path, renditions: Sequence[Rendition]) -> list[RenditionOutput]:
@@ -361,9 +419,11 @@ def concat_rendition(out_dir: Path, r: Rendition, dest: Path) -> None:
                     out.write(chunk)
 
 
-def _list_files(
-    out_dir: Path, renditions: Sequence[Rendition], include_download: bool
-) -> list[OutputFile]:
+def _output_file(out_dir: Path, path: str) -> OutputFile:
+    return OutputFile(path, content_type(path), (out_dir / path).stat().st_size)
+
+
+def _list_files(out_dir: Path, renditions: Sequence[Rendition]) -> list[OutputFile]:
     """Upload order: each rendition's init and segments, then its playlist; the images, the
     MP4; the master playlist last."""
     paths: list[str] = []
@@ -371,8 +431,5 @@ def _list_files(
         init, segments = parse_media_playlist((out_dir / r.playlist).read_text(encoding="utf-8"))
         paths += [f"{r.name}/{p}" for p in ([init] if init else []) + [s.uri for s in segments]]
         paths.append(r.playlist)
-    paths += [POSTER, STORYBOARD_JPG, STORYBOARD_VTT]
-    if include_download:
-        paths.append(DOWNLOAD)
-    paths.append(MASTER)
-    return [OutputFile(p, content_type(p), (out_dir / p).stat().st_size) for p in paths]
+    paths += [POSTER, STORYBOARD_JPG, STORYBOARD_VTT, DOWNLOAD, MASTER]
+    return [_output_file(out_dir, p) for p in paths]

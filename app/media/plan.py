@@ -2,35 +2,28 @@
 
 Nothing here runs a process or touches the disk, so all of it is unit-tested without ffmpeg.
 
-Design: two ffmpeg passes (numbers: 60 s 1080p30 H.264 source, 2 cores, bench/transcode_core.py).
-
-1. *Viewable pass*: decode once, encode only the lowest rung (360p, or the source's own size)
-   to HLS, plus the storyboard sprite and the poster from branches of the same decoded
-   frames (a few scaled frames, not another decode). Mostly decoding: ~0.17x the duration.
-   The clip then plays from a complete VOD playlist (ENDLIST, seekable, cacheable).
-   Rejected alternatives: one all-rungs process advances its outputs in lockstep, so its
-   lowest rung is complete only when everything is (~0.52x); and in ffmpeg 5.1 a `vod`
-   playlist is written only at the end, while an `event` one grows without ENDLIST, which
-   players treat as live (start at the live edge, stall when the encode is slower than
-   real time on a busy worker).
-2. *Ladder pass*: the remaining rungs in ONE process (one decode, `split`, a scale and an
-   x264 per rung, one HLS muxer per rung: per-output muxers give a fixed `vN/init.mp4`
-   layout that `-var_stream_map` cannot). The lowest rung is not encoded again, nor is the
-   audio: pass 2 copies pass 1's AAC track from the lowest rung's segments (`audio_from`),
-   so a clip costs one AAC encode, not one per rendition. Ready at ~0.6x. The price of early
-   viewing is a second decode (~10% more CPU than `early_viewable=False`, which does
-   everything in the first pass). It is inherent with ffmpeg 5.1: outputs fed by one
-   decode advance in lockstep, and handing decoded frames to a second process would mean
-   buffering raw video (gigabytes per minute of 1080p) or back-pressure (lockstep again).
+Design (numbers: 60 s 1080p30 H.264 source, 2 cores, bench/transcode_core.py): ONE ffmpeg
+process encodes the whole ladder from one decode (`split`, a scale and an x264 per rung, one
+HLS muxer per rung: per-output muxers give a fixed `vN/init.mp4` layout that
+`-var_stream_map` cannot), plus the storyboard sprite and the poster from branches of the
+same decoded frames. The outputs advance in lockstep, so the clip is made viewable
+*progressively*: ffmpeg writes an EVENT playlist per rung (`encoder.m3u8`, private) after
+every segment, and the worker publishes each new segment of every rung, then our own
+playlists (`index.m3u8`, see `render_media_playlist`): EVENT with `EXT-X-START` at 0 while
+encoding (players start at the beginning, not at a live edge, and follow the playlist as it
+grows; encoding runs ~2x faster than playback on an idle worker), VOD with ENDLIST once done.
+The first 6 s segment makes the clip viewable at ~0.1x its duration; everything is done at
+~0.5x. Rejected: a fast lowest-rung pass first and the rest of the ladder in a second
+process (a complete VOD playlist early, but a second decode of the source: ~10% more CPU,
+and viewable only after the whole lowest rung, ~0.2x).
 
 The MP4 download is not encoded at all: it is the <=720p rendition's fMP4 segments remuxed
 (`-c copy -movflags +faststart`), which saves a whole 720p encode. The master playlist is
-written by us (`render_master`): it must exist after pass 1 listing only what is done, and
-BANDWIDTH/CODECS should describe the real segments (ffmpeg 5.1's own master estimates
-BANDWIDTH as 1.1 x nominal and cannot span two processes).
+written by us (`render_master`): BANDWIDTH/CODECS describe the real segments (ffmpeg 5.1's
+own master estimates BANDWIDTH as 1.1 x nominal).
 
 Keyframes are forced at every 2 s of output time (`expr:gte(t,n_forced*2)`, no scene-cut
-keyframes), so renditions from both passes have identical 6 s segment boundaries.
+keyframes), so all renditions have identical 6 s segment boundaries.
 """
 
 from __future__ import annotations
@@ -54,9 +47,6 @@ OWN_SIZE_MIN_RATIO = 1.1
 SMALL_EXPONENT = 1.5
 AUDIO_BITRATE = 128_000
 AUDIO_RATE = 48_000
-# ffmpeg's AAC encoder puts 1024 samples of priming in front (its `initial_padding`): an MP4
-# hides them with an edit list, which is lost when the packets are copied into another file.
-AAC_PRIMING_SAMPLES = 1024
 MAX_FPS = Fraction(30)
 GOP_S = 2
 SEGMENT_S = 6
@@ -155,6 +145,11 @@ class Rendition:
         return f"{self.name}/index.m3u8"
 
     @property
+    def encoder_playlist(self) -> str:
+        """ffmpeg's own playlist, read while it encodes; never published."""
+        return f"{self.name}/encoder.m3u8"
+
+    @property
     def init_segment(self) -> str:
         return f"{self.name}/init.mp4"
 
@@ -195,21 +190,10 @@ class TranscodePlan:
     video_index: int
     audio_index: int | None  # None: the source has no audio; a silent track is added
     fps: Fraction
-    renditions: tuple[Rendition, ...]  # ascending size; renditions[0] makes it viewable
+    renditions: tuple[Rendition, ...]  # ascending size
     download: Rendition  # the largest rendition whose short side <= 720, remuxed to MP4
     poster: Poster
     storyboard: Storyboard
-    # False: one process for the whole ladder (one decode, ~12% less CPU), viewable only
-    # when everything is encoded.
-    early_viewable: bool = True
-
-    @property
-    def first_pass(self) -> tuple[Rendition, ...]:
-        return self.renditions[:1] if self.early_viewable else self.renditions
-
-    @property
-    def second_pass(self) -> tuple[Rendition, ...]:
-        return self.renditions[1:] if self.early_viewable else ()
 
 
 def output_fps(avg: Fraction | None, real: Fraction | None, *, vfr: bool) -> Fraction:
@@ -303,9 +287,7 @@ def plan_storyboard(duration_ms: int, fps: Fraction, width: int, height: int) ->
     )
 
 
-def plan_transcode(
-    probe: ProbeResult, *, preset: str | None = None, early_viewable: bool = True
-) -> TranscodePlan:
+def plan_transcode(probe: ProbeResult, *, preset: str | None = None) -> TranscodePlan:
     """The whole plan for a validated probe result (`preset`: see `ladder`)."""
     video = probe.video
     if video is None or not probe.duration_ms:
@@ -329,7 +311,6 @@ def plan_transcode(
             window_frames=max(1, round(fps)),
         ),
         storyboard=plan_storyboard(duration_ms, fps, download.width, download.height),
-        early_viewable=early_viewable,
     )
 
 
@@ -351,14 +332,15 @@ def encode_args(
     *,
     with_images: bool,
     x264_threads: int | None = None,
-    audio_from: Path | None = None,
+    readrate: float | None = None,
 ) -> list[str]:
     """One ffmpeg invocation (without global flags, see runner.run_ffmpeg) that encodes
-    `renditions` to HLS, each as its own output, plus storyboard and poster if `with_images`.
+    `renditions` to HLS, each as its own output writing `encoder_playlist` after every
+    segment, plus storyboard and poster if `with_images` (written atomically, so a file that
+    exists is whole).
 
-    `audio_from`: an MP4 whose first audio track (AAC as we encode it: the lowest rung's
-    segments, concatenated) is copied into every output instead of encoding the audio
-    again, once per rendition; nothing is read from the source's audio then.
+    `readrate`: read the source no faster than this many times real time (None: as fast as
+    possible).
 
     Output paths are relative: run it with cwd = the output folder, after creating the
     rendition directories."""
@@ -384,9 +366,7 @@ def encode_args(
             f"scale={po.width}:{po.height},setsar=1,thumbnail=n={po.window_frames}[po]"
         )
     audio_labels = [f"0:{plan.audio_index}"] * n
-    if audio_from is not None:
-        audio_labels = ["1:a:0"] * n
-    elif plan.audio_index is None:
+    if plan.audio_index is None:
         # A silent track keeps every clip shaped alike (players, the MP4) and needs no input.
         graph.append(
             f"anullsrc=r={AUDIO_RATE}:cl=stereo,atrim=duration={_seconds(plan.duration_ms)},"
@@ -395,40 +375,37 @@ def encode_args(
         audio_labels = [f"[a{i}]" for i in range(n)]
 
     # -t caps reading at the probed duration: a file lying about its length cannot keep us busy.
-    limit = _seconds(plan.duration_ms + 1000)
-    args = ["-t", limit, *input_args(source, VIDEO_FORMATS)]
-    if audio_from is not None:
-        # Shifted back by the priming, which the copy no longer hides: in sync with the video
-        # exactly as an audio track encoded here would be.
-        priming = f"-{AAC_PRIMING_SAMPLES / AUDIO_RATE:.6f}"
-        args += ["-t", limit, "-itsoffset", priming, *input_args(audio_from, VIDEO_FORMATS)]
-    args += ["-filter_complex", ";".join(graph)]
+    args = ["-t", _seconds(plan.duration_ms + 1000)]
+    if readrate is not None:
+        args += ["-readrate", f"{readrate:g}"]
+    args += [*input_args(source, VIDEO_FORMATS), "-filter_complex", ";".join(graph)]
     for i, r in enumerate(renditions):
         args += ["-map", f"[v{i}]", "-map", audio_labels[i]]
         args += _h264_args(r, x264_threads)
-        if audio_from is not None:
-            args += ["-c:a", "copy"]
-        else:
-            args += ["-c:a", "aac", "-b:a", str(AUDIO_BITRATE), "-ac", "2"]
-            args += ["-ar", str(AUDIO_RATE)]
+        args += ["-c:a", "aac", "-b:a", str(AUDIO_BITRATE), "-ac", "2", "-ar", str(AUDIO_RATE)]
         args += _common_output_args()
         args += [
             "-f", "hls",
             "-hls_time", str(SEGMENT_S),
-            "-hls_playlist_type", "vod",
+            # EVENT: the playlist is rewritten after every segment (a VOD one only at the
+            # end), renamed into place whole (temp_file), as are the segments.
+            "-hls_playlist_type", "event",
             "-hls_segment_type", "fmp4",
             "-hls_flags", "independent_segments+temp_file",
             "-hls_fmp4_init_filename", "init.mp4",
             "-hls_segment_filename", r.segment_pattern,
             "-start_number", "1",
             "-protocol_whitelist", "file",
-            r.playlist,
+            r.encoder_playlist,
         ]  # fmt: skip
     if with_images:
         for label, name in (("[sb]", STORYBOARD_JPG), ("[po]", POSTER)):
-            args += ["-map", label, "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3"]
+            # Quality 3 as -qmin/-qmax: with -q:v (qscale), ffmpeg 5.1 holds the image back
+            # until the whole encode ends, and the poster should come with the first segments.
+            args += ["-map", label, "-frames:v", "1", "-c:v", "mjpeg", "-qmin", "3", "-qmax", "3"]
             args += _common_output_args()
-            args += ["-f", "image2", "-update", "1", "-protocol_whitelist", "file", name]
+            args += ["-f", "image2", "-update", "1", "-atomic_writing", "1"]
+            args += ["-protocol_whitelist", "file", name]
     return args
 
 
@@ -545,6 +522,33 @@ def parse_media_playlist(text: str) -> tuple[str | None, list[MediaSegment]]:
             segments.append(MediaSegment(line, pending))
             pending = None
     return init, segments
+
+
+def render_media_playlist(
+    init: str | None, segments: Sequence[MediaSegment], *, complete: bool
+) -> str:
+    """The playlist we publish for a rendition. While it is encoded (`complete=False`):
+    EVENT, which players reload as it grows, with `EXT-X-START` at 0 so they start at the
+    beginning, not at the "live" edge. Once done: VOD with ENDLIST (seekable, cacheable).
+    TARGETDURATION is fixed from the start: an EVENT playlist may not change it."""
+    longest = max((round(s.duration_s) for s in segments), default=SEGMENT_S)
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:7",
+        f"#EXT-X-TARGETDURATION:{max(SEGMENT_S, longest)}",
+        "#EXT-X-MEDIA-SEQUENCE:1",
+        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+    ]
+    if not complete:
+        lines.append("#EXT-X-START:TIME-OFFSET=0,PRECISE=YES")
+    if init:
+        lines.append(f'#EXT-X-MAP:URI="{init}"')
+    for segment in segments:
+        lines += [f"#EXTINF:{segment.duration_s:.6f},", segment.uri]
+    if complete:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
 
 
 def variant_stats(

@@ -138,4 +138,5 @@ async def variant(
     grant, signer = await _signer(request, token)
     chosen = service.find_variant(grant, f"{rendition}/{playlist}")
     body = await service.variant_playlist(_cache(request), signer, grant, chosen)
-    return _text(body, M3U8, signer.lifetime_s)
+    # While the clip is encoded its playlists grow with every segment: players reload them.
+    return _text(body, M3U8, signer.lifetime_s if grant.ready else min(signer.lifetime_s, 1))

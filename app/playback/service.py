@@ -5,7 +5,8 @@ Each request under it checks the token against the clip's row (one primary-key q
 deleting or republishing a clip stops its URLs at once. Playlists and the storyboard VTT are
 rewritten so every URI inside is absolute and signed: presigned S3 GETs (at most
 `playback_s3_url_ttl_s`) on S3, signed `/v1/media/...` URLs of this API on local storage.
-The stored playlists are immutable per media version, so their text is cached in memory.
+Once a clip is ready, the stored playlists of its media version never change, so their
+text is cached in memory; while it is only viewable they still grow and are read each time.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class Grant:
     media: dict[str, Any]
     exp: int
     now: float
-    ready: bool  # False while only some renditions exist: the master will still change
+    ready: bool  # False while the renditions are still encoded: the playlists still grow
 
     @property
     def remaining_s(self) -> int:
@@ -204,18 +205,17 @@ class _Lru(Generic[T]):
 
 
 class TextCache:
-    """Small LRU of stored playlist/VTT text. Objects under a media version never change
-    once written (the master is rewritten when more renditions appear; callers key it by
-    the number of variants)."""
+    """Small LRU of stored playlist/VTT text of ready clips (whose objects never change)."""
 
     def __init__(self, max_entries: int = 512) -> None:
         self._items: OrderedDict[tuple[str, ...], str] = OrderedDict()
         self._max = max_entries
         self.templates = _Lru[Template](max_entries)
 
-    async def read(self, storage: Storage, key: str, tag: str = "") -> str:
-        cache_key = (storage.kind, key, tag)
-        text = self._items.get(cache_key)
+    async def read(self, storage: Storage, key: str, *, keep: bool = True) -> str:
+        """The object's text; `keep=False` for an object that may still change."""
+        cache_key = (storage.kind, key)
+        text = self._items.get(cache_key) if keep else None
         if text is not None:
             self._items.move_to_end(cache_key)
             return text
@@ -224,6 +224,8 @@ class TextCache:
         except ObjectNotFound:
             raise NotFound() from None
         text = b"".join(chunks).decode()
+        if not keep:
+            return text
         self._items[cache_key] = text
         if len(self._items) > self._max:
             self._items.popitem(last=False)
@@ -242,9 +244,7 @@ def _join(directory: str, uri: str) -> str:
 
 async def master_playlist(cache: TextCache, storage: Storage, grant: Grant, root: str) -> str:
     media = grant.media
-    text = await cache.read(
-        storage, media["prefix"] + media["master"], tag=str(len(media["variants"]))
-    )
+    text = await cache.read(storage, media["prefix"] + media["master"], keep=grant.ready)
     known = {v["playlist"] for v in media["variants"]}
     out = []
     for line in text.splitlines():
@@ -311,10 +311,12 @@ async def variant_playlist(
     playlist: str = variant["playlist"]
     directory = media["prefix"] + (playlist.rsplit("/", 1)[0] + "/" if "/" in playlist else "")
     key = media["prefix"] + playlist
-    template = cache.templates.get(key)
+    template = cache.templates.get(key) if grant.ready else None
     if template is None:
-        text = await cache.read(signer.storage, key)
-        template = cache.templates.put(key, media_playlist_template(text, directory))
+        text = await cache.read(signer.storage, key, keep=grant.ready)
+        template = media_playlist_template(text, directory)
+        if grant.ready:
+            cache.templates.put(key, template)
     return template.render(await signer.sign(template.keys))
 
 
@@ -322,7 +324,9 @@ async def storyboard_vtt(cache: TextCache, signer: Signer, grant: Grant) -> str:
     media = grant.media
     if not media.get("storyboard_vtt") or not media.get("storyboard"):
         raise NotFound("This clip has no storyboard yet.")
-    text = await cache.read(signer.storage, media["prefix"] + media["storyboard_vtt"])
+    text = await cache.read(
+        signer.storage, media["prefix"] + media["storyboard_vtt"], keep=grant.ready
+    )
     sprite = str(media["storyboard"])
     (url,) = await signer.sign([media["prefix"] + _check_relative(sprite)])
     out = []

@@ -11,28 +11,41 @@ from typing import Any
 
 import pytest
 
-from app.media import MediaRejected, OutputFile, TranscodeResult, transcode
-from app.media.pipeline import concat_rendition
+from app.media import MediaRejected, TranscodeResult, transcode
+from app.media.pipeline import PartialOutput, concat_rendition
 from tests.media.conftest import Clips, ffprobe, video_packets
 
 pytestmark = pytest.mark.ffmpeg
 
 
 @dataclass
+class Seen:
+    """One partial output, as the publisher would see it when it is handed over."""
+
+    partial: PartialOutput
+    master: str
+    playlists: dict[str, str]  # rendition playlist -> text
+    missing: list[str]  # listed files not on disk
+
+
+@dataclass
 class Recorder:
     out: Path
     progress: list[float] = field(default_factory=list)
-    viewable: list[list[OutputFile]] = field(default_factory=list)
-    master_when_viewable: str = ""
-    missing_when_viewable: list[str] = field(default_factory=list)
+    partials: list[Seen] = field(default_factory=list)
 
     async def on_progress(self, f: float) -> None:
         self.progress.append(f)
 
-    async def on_viewable(self, files: list[OutputFile]) -> None:
-        self.viewable.append(files)
-        self.master_when_viewable = (self.out / "master.m3u8").read_text()
-        self.missing_when_viewable = [f.path for f in files if not (self.out / f.path).is_file()]
+    async def on_partial(self, partial: PartialOutput) -> None:
+        self.partials.append(
+            Seen(
+                partial,
+                (self.out / "master.m3u8").read_text(),
+                {r.playlist: (self.out / r.playlist).read_text() for r in partial.renditions},
+                [f.path for f in partial.files if not (self.out / f.path).is_file()],
+            )
+        )
 
 
 async def run(source: Path, tmp_path: Path, **kw: Any) -> tuple[TranscodeResult, Recorder]:
@@ -41,8 +54,9 @@ async def run(source: Path, tmp_path: Path, **kw: Any) -> tuple[TranscodeResult,
     kw.setdefault("max_duration_s", 1800)
     kw.setdefault("max_dimension", 4096)
     kw.setdefault("preset", "ultrafast")
+    kw.setdefault("watch_interval_s", 0.2)
     result = await transcode(
-        source, out, on_progress=rec.on_progress, on_viewable=rec.on_viewable, **kw
+        source, out, on_progress=rec.on_progress, on_partial=rec.on_partial, **kw
     )
     return result, rec
 
@@ -125,8 +139,8 @@ async def test_landscape_720p_with_audio(clips: Clips, tmp_path: Path) -> None:
     # (B-frames delay every pts by the same two frames.)
     assert [round(t - keyframes[0][0], 3) for t in keyframes[0]] == [0.0, 2.0]
 
-    # The second pass copies the audio the first encoded: same packets at the same instants
-    # (the encoder's priming still ahead of the video, as in a track encoded in place).
+    # Every rendition carries the same audio: same packets at the same instants (the
+    # encoder's priming ahead of the video).
     audio = [
         ffprobe(
             rendition_file(out, result, n, tmp_path),
@@ -160,9 +174,15 @@ async def test_landscape_720p_with_audio(clips: Clips, tmp_path: Path) -> None:
     assert vtt.startswith("WEBVTT")
     assert "00:00:02.000 --> 00:00:03.000\nstoryboard.jpg#xywh=160,0,160,90" in vtt
 
-    # Listed files: exactly what is on disk, with content types, the master last.
+    # Listed files: exactly what is on disk but ffmpeg's own playlists, with content types,
+    # the master last.
     listed = {f.path for f in result.files}
     on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert {p for p in on_disk if p.endswith("encoder.m3u8")} == {
+        "v0/encoder.m3u8",
+        "v1/encoder.m3u8",
+    }
+    on_disk = {p for p in on_disk if not p.endswith("encoder.m3u8")}
     assert listed == on_disk
     assert result.files[-1].path == "master.m3u8"
     types = {f.path: f.content_type for f in result.files}
@@ -179,15 +199,6 @@ async def test_landscape_720p_with_audio(clips: Clips, tmp_path: Path) -> None:
             before = {g.path for g in result.files[:position]}
             prefix = f.path.split("/")[0]
             assert {p for p in on_disk if p.startswith(prefix + "/seg_")} <= before
-
-    # Viewable early: once, with the lowest rendition and a master that lists only it.
-    assert len(rec.viewable) == 1
-    early = [f.path for f in rec.viewable[0]]
-    assert early[-1] == "master.m3u8"
-    assert {"v0/index.m3u8", "v0/init.mp4", "poster.jpg", "storyboard.vtt"} <= set(early)
-    assert not any(p.startswith("v1/") for p in early)
-    assert rec.missing_when_viewable == []
-    assert [uri for _, uri in master_entries(rec.master_when_viewable)] == ["v0/index.m3u8"]
 
     assert rec.progress == sorted(rec.progress)
     assert rec.progress[-1] == 1.0
@@ -246,20 +257,57 @@ async def test_output_folder_must_be_empty(clips: Clips, tmp_path: Path) -> None
         await transcode(clips.small(), out, max_duration_s=60, max_dimension=4096)
 
 
-async def test_a_failing_on_viewable_aborts_the_transcode(clips: Clips, tmp_path: Path) -> None:
-    async def on_viewable(files: list[OutputFile]) -> None:
+async def test_clip_plays_while_it_is_encoded(clips: Clips, tmp_path: Path) -> None:
+    # 14 s read at 4x real time: segments end at 6 s and 12 s of video, ~1.5 s apart.
+    result, rec = await run(clips.small(14), tmp_path, readrate=4)
+    assert rec.partials, "nothing was handed over before the end"
+    first = rec.partials[0]
+    assert first.partial.segments >= 1
+    paths = [f.path for f in first.partial.files]
+    assert paths[:2] == ["v0/init.mp4", "v0/seg_00001.m4s"]
+    assert paths[-1] == "master.m3u8"
+    assert paths.index("v0/index.m3u8") > paths.index("v0/seg_00001.m4s")
+    assert first.missing == []
+    assert [uri for _, uri in master_entries(first.master)] == ["v0/index.m3u8"]
+    growing = first.playlists["v0/index.m3u8"]
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in growing and "#EXT-X-ENDLIST" not in growing
+    assert "#EXT-X-START:TIME-OFFSET=0" in growing
+    assert growing.count("#EXTINF:") == first.partial.segments
+    # The poster (at 10% = 1.4 s) exists long before the first segment ends.
+    assert "poster.jpg" in paths
+
+    # Each later partial carries only new segments (and the rewritten playlists).
+    handed = [f.path for seen in rec.partials for f in seen.partial.files]
+    segments = [p for p in handed if p.endswith(".m4s")]
+    assert len(segments) == len(set(segments)) == rec.partials[-1].partial.segments
+    assert handed.count("v0/init.mp4") == handed.count("poster.jpg") == 1
+
+    final = (rec.out / "v0/index.m3u8").read_text()
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in final and final.endswith("#EXT-X-ENDLIST\n")
+    assert final.count("#EXTINF:") == 3
+    assert result.renditions[0].duration_ms == 14_000
+    decode_all(rec.out / "master.m3u8")
+
+
+async def test_a_failing_on_partial_aborts_the_transcode(clips: Clips, tmp_path: Path) -> None:
+    async def on_partial(partial: PartialOutput) -> None:
         raise ConnectionError("storage unreachable")
 
     with pytest.raises(ConnectionError, match="storage unreachable"):
         await transcode(
-            clips.landscape(),
+            clips.small(14),
             tmp_path / "out",
             max_duration_s=60,
             max_dimension=4096,
-            on_viewable=on_viewable,
+            on_partial=on_partial,
             preset="ultrafast",
+            readrate=4,
+            watch_interval_s=0.2,
         )
-    assert not (tmp_path / "out" / "master.m3u8").read_text().count("v1/")
+    # ffmpeg was stopped after the first segment: the clip was not encoded to the end.
+    listed = (tmp_path / "out" / "v0" / "encoder.m3u8").read_text()
+    assert "#EXT-X-ENDLIST" not in listed
+    assert not (tmp_path / "out" / "download.mp4").exists()
 
 
 async def test_truncated_file_with_index_in_front_is_rejected_after_decoding(
@@ -270,19 +318,6 @@ async def test_truncated_file_with_index_in_front_is_rejected_after_decoding(
     assert e.value.code == "invalid_media"
     assert "truncated" in e.value.message
     assert not (tmp_path / "out" / "master.m3u8").exists()
-
-
-async def test_single_pass_mode_encodes_the_ladder_in_one_process(
-    clips: Clips, tmp_path: Path
-) -> None:
-    result, rec = await run(clips.landscape(), tmp_path, early_viewable=False)
-    assert result.plan.first_pass == result.plan.renditions
-    assert result.plan.second_pass == ()
-    assert len(rec.viewable) == 1
-    early = {f.path for f in rec.viewable[0]}
-    assert {"v0/index.m3u8", "v1/index.m3u8"} <= early
-    assert len(master_entries(rec.master_when_viewable)) == 2
-    decode_all(rec.out / "master.m3u8")
 
 
 async def test_webm_without_a_duration_is_measured(clips: Clips, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from app.media.plan import (
     DEFAULT_PRESETS,
+    MediaSegment,
     Rendition,
     Storyboard,
     VariantStats,
@@ -23,6 +24,7 @@ from app.media.plan import (
     plan_transcode,
     remux_download_args,
     render_master,
+    render_media_playlist,
     storyboard_vtt,
     variant_stats,
 )
@@ -224,14 +226,12 @@ def test_plan_for_a_rotated_phone_clip_is_portrait() -> None:
     assert (plan.poster.width, plan.poster.height) == (720, 1280)
 
 
-def test_plan_passes_and_download() -> None:
+def test_plan_download_and_poster() -> None:
     plan = plan_transcode(probe_result())
-    assert [r.height for r in plan.first_pass] == [360]
-    assert [r.height for r in plan.second_pass] == [720, 1080]
+    assert [r.height for r in plan.renditions] == [360, 720, 1080]
     assert plan.download.height == 720
     assert plan.poster.at_s == 6.0
     small = plan_transcode(probe_result(426, 240))
-    assert small.second_pass == ()
     assert small.download is small.renditions[0]
 
 
@@ -246,7 +246,7 @@ def _opt(args: list[str], flag: str) -> list[str]:
 
 def test_encode_args_are_safe_and_complete() -> None:
     plan = plan_transcode(probe_result())
-    args = encode_args(plan, Path("/tmp/in put.mp4"), plan.second_pass, with_images=False)
+    args = encode_args(plan, Path("/tmp/in put.mp4"), plan.renditions[1:], with_images=False)
     check_safe_inputs(args)
     assert args.count("-i") == 1
     assert _opt(args, "-i") == ["file:/tmp/in put.mp4"]
@@ -254,7 +254,8 @@ def test_encode_args_are_safe_and_complete() -> None:
     # Every output restricted to local files too (hls writes segments through it).
     assert _opt(args, "-protocol_whitelist") == ["file"] * 3
     assert _opt(args, "-hls_segment_filename") == ["v1/seg_%05d.m4s", "v2/seg_%05d.m4s"]
-    assert args[-1] == "v2/index.m3u8"
+    # ffmpeg's playlists are private: we publish our own (render_media_playlist).
+    assert args[-1] == "v2/encoder.m3u8"
     assert _opt(args, "-force_key_frames") == ["expr:gte(t,n_forced*2)"] * 2
     assert _opt(args, "-sc_threshold") == ["0", "0"]
     assert _opt(args, "-g") == ["60", "60"]
@@ -264,7 +265,9 @@ def test_encode_args_are_safe_and_complete() -> None:
     assert _opt(args, "-bufsize") == ["5000000", "9000000"]
     assert _opt(args, "-hls_time") == ["6", "6"]
     assert _opt(args, "-hls_segment_type") == ["fmp4", "fmp4"]
-    assert _opt(args, "-hls_playlist_type") == ["vod", "vod"]
+    # EVENT: ffmpeg rewrites its playlist after every segment, which is what we watch.
+    assert _opt(args, "-hls_playlist_type") == ["event", "event"]
+    assert _opt(args, "-hls_flags") == ["independent_segments+temp_file"] * 2
     assert _opt(args, "-map_metadata") == ["-1", "-1"]
     assert _opt(args, "-ar") == ["48000", "48000"]
     assert _opt(args, "-b:a") == ["128000", "128000"]
@@ -274,37 +277,50 @@ def test_encode_args_are_safe_and_complete() -> None:
     assert "scale=1280:720" in graph
     assert "scale=1920:1080" in graph
     assert _opt(args, "-t") == ["61.000"]
+    assert "-readrate" not in args
 
 
-def test_second_pass_can_copy_the_audio_of_the_first() -> None:
+def test_readrate_caps_how_fast_the_source_is_read() -> None:
     plan = plan_transcode(probe_result())
-    audio = Path("/out/.audio.fmp4")
-    args = encode_args(plan, Path("/x.mp4"), plan.second_pass, with_images=False, audio_from=audio)
-    check_safe_inputs(args)  # the second input is whitelisted like the source
-    assert _opt(args, "-i") == ["file:/x.mp4", "file:/out/.audio.fmp4"]
-    assert _opt(args, "-t") == ["61.000", "61.000"]
-    assert _opt(args, "-itsoffset") == ["-0.021333"]  # 1024 samples of AAC priming at 48 kHz
-    assert _opt(args, "-map") == ["[v0]", "1:a:0", "[v1]", "1:a:0"]
-    assert _opt(args, "-c:a") == ["copy", "copy"]
-    assert "-b:a" not in args and "anullsrc" not in _opt(args, "-filter_complex")[0]
-    # Without source audio too: the silent track of the first pass is copied.
-    silent = plan_transcode(probe_result(1920, 1080, audio=False))
-    args = encode_args(
-        silent, Path("/x.mp4"), silent.second_pass, with_images=False, audio_from=audio
-    )
-    assert "anullsrc" not in _opt(args, "-filter_complex")[0]
-    assert _opt(args, "-map") == ["[v0]", "1:a:0", "[v1]", "1:a:0"]
+    args = encode_args(plan, Path("/x.mp4"), plan.renditions, with_images=False, readrate=2.5)
+    check_safe_inputs(args)
+    assert args.index("-readrate") < args.index("-i")
+    assert _opt(args, "-readrate") == ["2.5"]
 
 
-def test_first_pass_adds_storyboard_and_poster() -> None:
+def test_the_whole_ladder_with_storyboard_and_poster() -> None:
     plan = plan_transcode(probe_result())
-    args = encode_args(plan, Path("/x.mp4"), plan.first_pass, with_images=True)
+    args = encode_args(plan, Path("/x.mp4"), plan.renditions, with_images=True)
     graph = _opt(args, "-filter_complex")[0]
-    assert "split=3" in graph
+    assert "split=5" in graph
+    assert _opt(args, "-hls_segment_filename") == [f"v{i}/seg_%05d.m4s" for i in range(3)]
     assert "select='gte(t,selected_n*2)',scale=160:90,setsar=1,tile=10x3[sb]" in graph
     assert "trim=start=6.000:duration=1,scale=1280:720,setsar=1,thumbnail=n=30[po]" in graph
     assert args[-1] == "poster.jpg"
     assert "storyboard.jpg" in args
+    # Renamed into place when whole: a poster that exists may be published mid-encode.
+    assert _opt(args, "-atomic_writing") == ["1", "1"]
+
+
+def test_media_playlist_grows_as_event_then_ends_as_vod() -> None:
+    segments = [MediaSegment("seg_00001.m4s", 6.0), MediaSegment("seg_00002.m4s", 6.0)]
+    growing = render_media_playlist("init.mp4", segments, complete=False)
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in growing
+    # Players start at the beginning, not at the live edge of a growing playlist.
+    assert "#EXT-X-START:TIME-OFFSET=0,PRECISE=YES" in growing
+    assert "#EXT-X-ENDLIST" not in growing
+    assert parse_media_playlist(growing) == ("init.mp4", segments)
+
+    done = render_media_playlist(
+        "init.mp4", [*segments, MediaSegment("seg_00003.m4s", 2.5)], complete=True
+    )
+    lines = done.splitlines()
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in lines and "#EXT-X-START" not in done
+    assert lines[-1] == "#EXT-X-ENDLIST"
+    assert lines[-3:-1] == ["#EXTINF:2.500000,", "seg_00003.m4s"]
+    # TARGETDURATION is the same before and after: an EVENT playlist may not change it.
+    assert "#EXT-X-TARGETDURATION:6" in growing and "#EXT-X-TARGETDURATION:6" in done
+    assert "#EXT-X-TARGETDURATION:6" in render_media_playlist(None, [], complete=False)
 
 
 def test_no_audio_gets_a_silent_track_without_any_extra_input() -> None:

@@ -1,5 +1,5 @@
 """transcode_clip end to end: upload through the API, a real Worker runs ffmpeg, the clip
-becomes viewable then ready, and storage holds exactly one published set of renditions."""
+becomes ready, and storage holds exactly one published set of renditions."""
 
 from __future__ import annotations
 
@@ -101,13 +101,7 @@ async def test_landscape_clip_becomes_ready_with_all_outputs(
 
     statuses = [c["status"] for c in seen]
     assert statuses[-1] == "ready", seen[-1]
-    assert "viewable" in statuses
-    assert statuses.index("viewable") < statuses.index("ready")
-    # The probe facts come with "viewable": timestamped feedback needs the duration at once.
-    first_viewable = seen[statuses.index("viewable")]
-    assert 2900 <= first_viewable["duration_ms"] <= 3100
-    assert (first_viewable["width"], first_viewable["height"]) == (1280, 720)
-    assert first_viewable["has_audio"] is True
+    # (A 3 s clip is one segment: it may go from processing to ready; see test_progressive.)
     progress = [c["progress"] for c in seen]
     assert progress == sorted(progress)
     assert progress[-1] == 1.0

@@ -1,0 +1,118 @@
+"""A clip plays while it is encoded: once its first segments are stored it is `viewable`,
+its playback URLs serve growing EVENT playlists whose every segment is fetchable, and the
+same URLs serve the finished VOD playlists once it is `ready`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.conftest import running_worker
+from tests.media.conftest import Clips
+from tests.workers.test_transcode_job import upload
+from workers.runtime import Worker
+
+SECONDS = 14  # 6 s segments: two whole ones are published before the last one is encoded
+READRATE = 3  # the source is read at 3x real time: ~4.7 s of encoding
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Clips:
+    return Clips(tmp_path_factory.mktemp("progressive-clips"))
+
+
+@pytest.fixture(params=["local", "s3"])
+def settings(make_settings: Any, request: pytest.FixtureRequest) -> Any:
+    overrides: dict[str, Any] = {
+        "transcode_preset": "ultrafast",
+        "transcode_readrate": READRATE,
+        "max_duration_s": 60,
+    }
+    if request.param == "s3":
+        overrides.update(
+            storage="s3",
+            s3_endpoint_url=request.getfixturevalue("s3_endpoint"),
+            s3_bucket=request.getfixturevalue("s3_bucket"),
+        )
+    return make_settings(**overrides)
+
+
+@pytest.fixture
+async def worker(app: Any) -> AsyncIterator[Worker]:
+    async with running_worker(app, concurrency=1) as w:
+        yield w
+
+
+async def fetch(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    """Playback URLs are absolute: this API's own (local storage) or presigned S3 ones."""
+    parts = urlsplit(url)
+    if parts.netloc == urlsplit(str(client.base_url)).netloc:
+        return await client.get(parts.path + (f"?{parts.query}" if parts.query else ""))
+    async with httpx.AsyncClient() as outside:
+        return await outside.get(url)
+
+
+def uris(playlist: str) -> list[str]:
+    return [line for line in playlist.splitlines() if line and not line.startswith("#")]
+
+
+async def test_clip_plays_while_encoded_then_as_vod(
+    client: httpx.AsyncClient, make_org: Any, worker: Worker, media: Clips
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    clip_id = await upload(client, rep, media.small(SECONDS))
+
+    clip: dict[str, Any] = {}
+    for _ in range(600):
+        clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+        if clip["status"] != "processing":
+            break
+        await asyncio.sleep(0.02)
+    assert clip["status"] == "viewable", clip
+    assert clip["progress"] < 1.0
+    # Probe facts come with "viewable": timestamped feedback needs the duration at once.
+    assert abs(clip["duration_ms"] - SECONDS * 1000) <= 100
+    assert (clip["width"], clip["height"]) == (320, 180)
+
+    r = await client.get(f"/v1/clips/{clip_id}/playback", headers=rep.headers)
+    assert r.status_code == 200, r.text
+    urls = r.json()
+    assert urls["mp4_url"] is None and urls["storyboard_url"] is None  # only when ready
+    assert urls["poster_url"] is not None  # from 10% in: it came with the first segment
+    master = await fetch(client, urls["hls_url"])
+    assert master.status_code == 200
+    (variant_url,) = uris(master.text)
+    growing = await fetch(client, variant_url)
+    assert growing.status_code == 200
+    assert growing.headers["cache-control"] == "private, max-age=1"  # players reload it
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in growing.text
+    assert "#EXT-X-START:TIME-OFFSET=0" in growing.text
+    assert "#EXT-X-ENDLIST" not in growing.text
+    published = uris(growing.text)
+    assert 1 <= len(published) <= 2
+    for url in published:  # every listed segment is already stored
+        segment = await fetch(client, url)
+        assert segment.status_code == 200 and len(segment.content) > 0
+
+    for _ in range(600):
+        clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+        if clip["status"] != "viewable":
+            break
+        await asyncio.sleep(0.02)
+    assert clip["status"] == "ready", clip
+
+    # The same signed URLs (same media version), now the finished playlist: nothing stale.
+    done = await fetch(client, variant_url)
+    assert done.status_code == 200
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in done.text
+    assert done.text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert len(uris(done.text)) == 3
+    assert int(done.headers["cache-control"].rsplit("=", 1)[1]) > 60
+    r = await client.get(f"/v1/clips/{clip_id}/playback", headers=rep.headers)
+    assert r.json()["mp4_url"] is not None and r.json()["storyboard_url"] is not None
