@@ -103,6 +103,7 @@ class _ClipWriter:
     async def fail(self, code: str, message: str) -> None:
         await self._update(
             status=ClipStatus.failed,
+            media=None,  # what was published while encoding is deleted below
             error_code=code,
             error_message=message[:ERROR_MESSAGE_LIMIT],
         )
@@ -176,7 +177,11 @@ async def transcode_clip(ctx: JobContext) -> None:
     writer = _ClipWriter(ctx, clip_id)
     version = version_name(ctx.job_id, ctx.attempts)
     prefix = f"{media_root(clip)}{version}/"
-    previous = clip.media["prefix"] if clip.media else None
+    # Earlier attempts of this job (a crashed worker's output, possibly published while it
+    # was encoded) and a previously published version: unreferenced once this one is done.
+    stale = {f"{media_root(clip)}{version_name(ctx.job_id, n)}/" for n in range(1, ctx.attempts)}
+    if clip.media and clip.media["prefix"] != prefix:
+        stale.add(clip.media["prefix"])
     scratch = Path(await anyio.to_thread.run_sync(_make_scratch, settings.scratch_dir))
     out_dir = scratch / "out"
     uploaded: set[str] = set()
@@ -227,22 +232,31 @@ async def transcode_clip(ctx: JobContext) -> None:
             return
     except MediaRejected as exc:
         await writer.fail(exc.code, exc.message)
+        await _discard(storage, {prefix, *stale})
         raise PermanentJobError(exc.code, exc.message) from exc
     except (LeaseLost, PermanentJobError):
         raise  # LeaseLost: another worker owns the job now and will clean up
     except Exception as exc:
         if ctx.is_last_attempt:
             await writer.fail("processing_failed", f"Processing failed: {exc}")
+            await _discard(storage, {prefix, *stale})
         raise
     finally:
         await anyio.to_thread.run_sync(shutil.rmtree, scratch, True)
     # Earlier attempts of this job and a previously published version are now unreferenced.
-    stale = {f"{media_root(clip)}{version_name(ctx.job_id, n)}/" for n in range(1, ctx.attempts)}
-    if previous and previous != prefix:
-        stale.add(previous)
     for old in sorted(stale):
         await storage.delete_prefix(old)
     log.info("clip %s ready: %d files under %s", clip_id, len(uploaded), prefix)
+
+
+async def _discard(storage: Storage, prefixes: set[str]) -> None:
+    """A clip that failed for good keeps no media. Best effort: storage may be why it
+    failed; deleting the clip purges whatever is left."""
+    for prefix in sorted(prefixes):
+        try:
+            await storage.delete_prefix(prefix)
+        except Exception:
+            log.warning("could not delete %s of a failed clip", prefix, exc_info=True)
 
 
 def _make_scratch(base: Path | None) -> str:

@@ -5,15 +5,18 @@ same URLs serve the finished VOD playlists once it is `ready`."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from app.clips.models import Clip
 from tests.conftest import running_worker
-from tests.media.conftest import Clips
+from tests.media.conftest import Clips, ffmpeg
 from tests.workers.test_transcode_job import upload
 from workers.runtime import Worker
 
@@ -57,6 +60,19 @@ async def fetch(client: httpx.AsyncClient, url: str) -> httpx.Response:
         return await outside.get(url)
 
 
+async def wait_while(
+    client: httpx.AsyncClient, actor: Any, clip_id: str, status: str, timeout_s: float = 90
+) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        clip: dict[str, Any] = (
+            await client.get(f"/v1/clips/{clip_id}", headers=actor.headers)
+        ).json()
+        if clip["status"] != status or asyncio.get_running_loop().time() > deadline:
+            return clip
+        await asyncio.sleep(0.02)
+
+
 def uris(playlist: str) -> list[str]:
     return [line for line in playlist.splitlines() if line and not line.startswith("#")]
 
@@ -68,12 +84,7 @@ async def test_clip_plays_while_encoded_then_as_vod(
     rep = await org.add_user("rep")
     clip_id = await upload(client, rep, media.small(SECONDS))
 
-    clip: dict[str, Any] = {}
-    for _ in range(600):
-        clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
-        if clip["status"] != "processing":
-            break
-        await asyncio.sleep(0.02)
+    clip = await wait_while(client, rep, clip_id, "processing")
     assert clip["status"] == "viewable", clip
     assert clip["progress"] < 1.0
     # Probe facts come with "viewable": timestamped feedback needs the duration at once.
@@ -100,11 +111,7 @@ async def test_clip_plays_while_encoded_then_as_vod(
         segment = await fetch(client, url)
         assert segment.status_code == 200 and len(segment.content) > 0
 
-    for _ in range(600):
-        clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
-        if clip["status"] != "viewable":
-            break
-        await asyncio.sleep(0.02)
+    clip = await wait_while(client, rep, clip_id, "viewable")
     assert clip["status"] == "ready", clip
 
     # The same signed URLs (same media version), now the finished playlist: nothing stale.
@@ -116,3 +123,44 @@ async def test_clip_plays_while_encoded_then_as_vod(
     assert int(done.headers["cache-control"].rsplit("=", 1)[1]) > 60
     r = await client.get(f"/v1/clips/{clip_id}/playback", headers=rep.headers)
     assert r.json()["mp4_url"] is not None and r.json()["storyboard_url"] is not None
+
+
+def cut_short(media: Clips, tmp_path: Path) -> Path:
+    """Index in front, the media cut after ~9 of 14 s: probes fine, decodes 9 s."""
+    whole = tmp_path / "whole.mp4"
+    ffmpeg(
+        "-i", str(media.small(SECONDS)), "-c", "copy", "-movflags", "+faststart", str(whole)
+    )  # fmt: skip
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 65 // 100])
+    return cut
+
+
+async def test_a_clip_found_damaged_after_it_played_fails_and_keeps_nothing(
+    app: Any,
+    client: httpx.AsyncClient,
+    make_org: Any,
+    worker: Worker,
+    media: Clips,
+    tmp_path: Path,
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    clip_id = await upload(client, rep, cut_short(media, tmp_path))
+    clip = await wait_while(client, rep, clip_id, "processing")
+    assert clip["status"] == "viewable", clip  # its first segment was fine
+
+    clip = await wait_while(client, rep, clip_id, "viewable")
+    assert clip["status"] == "failed", clip
+    assert clip["error"]["code"] == "invalid_media"
+    assert "truncated" in clip["error"]["message"]
+    assert clip["renditions"] == []
+    r = await client.get(f"/v1/clips/{clip_id}/playback", headers=rep.headers)
+    assert r.status_code == 409
+    async with app.state.sessionmaker() as session:
+        row = await session.get(Clip, uuid.UUID(clip_id))
+        assert row is not None and row.media is None
+        media_root = f"{row.media_prefix}media/"
+    # What was published while it played is gone (nothing was left to delete here).
+    assert await app.state.storage.delete_prefix(media_root) == 0
