@@ -13,7 +13,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Integer, Select, and_, bindparam, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -119,6 +119,33 @@ def page_statement(
         stmt = stmt.where(_after(keys, decode_cursor(params.cursor, len(keys))))
     order = [k.column.desc() if k.descending else k.column.asc() for k in keys]
     return stmt.order_by(*order).limit(params.limit + 1)
+
+
+PAGE_LIMIT_PARAM = "page_limit"
+
+
+def _after_param(i: int) -> str:
+    return f"page_after_{i}"
+
+
+def keyset_page_shape(
+    stmt: Select[*tuple[Any, ...]], keys: Sequence[SortKey], *, after_cursor: bool
+) -> Any:
+    """`page_statement` with bind parameters instead of values, so one statement object
+    serves every page (build it once: SQLAlchemy then reuses its cache key and compiled
+    form instead of rebuilding both per request). Run it with `keyset_page_params`."""
+    if after_cursor:
+        stmt = stmt.where(_after(keys, [bindparam(_after_param(i)) for i in range(len(keys))]))
+    order = [k.column.desc() if k.descending else k.column.asc() for k in keys]
+    return stmt.order_by(*order).limit(bindparam(PAGE_LIMIT_PARAM, type_=Integer))
+
+
+def keyset_page_params(keys: Sequence[SortKey], params: PageParams) -> dict[str, Any]:
+    values: dict[str, Any] = {PAGE_LIMIT_PARAM: params.limit + 1}
+    if params.cursor:
+        after = decode_cursor(params.cursor, len(keys))
+        values.update({_after_param(i): v for i, v in enumerate(after)})
+    return values
 
 
 def cut_page(

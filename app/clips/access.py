@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, exists, or_, select
+import functools
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, bindparam, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clips.models import Clip, Visibility
@@ -22,18 +26,43 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
     a colleague asked for a review sees that clip, private or not, while the request is
     pending and after completing it (declining gives the access back).
     """
-    if principal.has_role(*OVERSEERS):
+    return _visibility(principal.has_role(*OVERSEERS), principal.id)
+
+
+def _visibility(overseer: bool, viewer_id: Any) -> ColumnElement[bool]:
+    """`visible_to` for a viewer id given as a value or as a bind parameter."""
+    if overseer:
         return Clip.deleted_at.is_(None)
     asked_to_review = exists(
         select(ReviewRequest.id).where(
             ReviewRequest.clip_id == Clip.id,
-            ReviewRequest.reviewer_id == principal.id,
+            ReviewRequest.reviewer_id == viewer_id,
             ReviewRequest.status.in_((ReviewStatus.pending, ReviewStatus.completed)),
         )
     )
     return Clip.deleted_at.is_(None) & or_(
-        Clip.visibility == Visibility.org, Clip.owner_id == principal.id, asked_to_review
+        Clip.visibility == Visibility.org, Clip.owner_id == viewer_id, asked_to_review
     )
+
+
+@functools.cache
+def _visible_clip(overseer: bool) -> Select[uuid.UUID]:
+    # Built once per kind of viewer: checked on nearly every request about a clip, and
+    # building the statement costs more than running it.
+    return select(Clip.id).where(
+        Clip.org_id == bindparam("org_id"),
+        Clip.id == bindparam("clip_id"),
+        _visibility(overseer, bindparam("viewer_id")),
+    )
+
+
+async def is_visible(session: AsyncSession, principal: Principal, clip_id: uuid.UUID) -> bool:
+    """Whether the caller may see this clip of their organization."""
+    found = await session.scalar(
+        _visible_clip(principal.has_role(*OVERSEERS)),
+        {"org_id": principal.org_id, "clip_id": clip_id, "viewer_id": principal.id},
+    )
+    return found is not None
 
 
 def ensure_can_edit(principal: Principal, clip: Clip) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Select, String, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.clips.access import ensure_can_edit, visible_to
+from app.clips.access import ensure_can_edit, is_visible, visible_to
 from app.clips.models import Clip, ClipKind, ClipStatus, clip_prefix
 from app.clips.schemas import ClipCreate, ClipUpdate
 from app.config import Settings
@@ -119,12 +119,7 @@ def has_skill(skill: str) -> ColumnElement[bool]:
 
 async def ensure_visible(session: AsyncSession, principal: Principal, clip_id: uuid.UUID) -> None:
     """get_clip's check without loading the row, for reads that only need to know."""
-    found = await session.scalar(
-        select(Clip.id).where(
-            Clip.org_id == principal.org_id, Clip.id == clip_id, visible_to(principal)
-        )
-    )
-    if found is None:
+    if not await is_visible(session, principal, clip_id):
         raise NotFound("Clip not found.")
 
 

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, Select, Text, and_, cast, delete, func, select, union_all, update
+from sqlalchemy import (
+    Row,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -21,7 +34,13 @@ from app.feedback.models import Feedback, FeedbackReaction
 from app.feedback.schemas import FeedbackCreate, FeedbackUpdate
 from app.notifications.models import NotificationKind
 from app.notifications.service import Cause, notify
-from app.pagination import PageParams, SortKey, cut_page, page_statement
+from app.pagination import (
+    PageParams,
+    SortKey,
+    cut_page,
+    keyset_page_params,
+    keyset_page_shape,
+)
 from app.playback.service import is_playable
 from app.stages.service import skill_keys
 from app.tenancy import Principal
@@ -270,6 +289,51 @@ def _items(principal: Principal) -> Select[Any]:
     return _ITEMS.where(Feedback.org_id == principal.org_id)
 
 
+@functools.cache
+def _thread_page(
+    resolved: bool | None, by_skill: bool, by_author: bool, after_cursor: bool
+) -> Select[Any]:
+    """The page statement for one combination of filters, built once with bind parameters
+    (org_id, clip_id, viewer_id, skill, author_id and the keyset's): building it costs
+    more than running it. The page's thread ids (a keyset page over ix_feedback_clip_roots),
+    then every item that is one of them or replies to one, with the viewer's helpful mark."""
+    roots = select(Feedback.id, Feedback.timestamp_ms, Feedback.created_at).where(
+        Feedback.org_id == bindparam("org_id"),
+        Feedback.clip_id == bindparam("clip_id"),
+        Feedback.parent_id.is_(None),
+    )
+    if resolved is not None:
+        is_resolved = Feedback.resolved_at.is_not(None)
+        roots = roots.where(is_resolved if resolved else ~is_resolved)
+    if by_skill:
+        roots = roots.where(Feedback.skill == bindparam("skill"))
+    if by_author:
+        roots = roots.where(Feedback.author_id == bindparam("author_id"))
+    page_ids = select(
+        keyset_page_shape(roots, _THREAD_ORDER, after_cursor=after_cursor).subquery().c.id
+    )
+    # The threads and their replies: a UNION of two index lookups (an OR of the two
+    # conditions would make PostgreSQL scan the whole table).
+    thread_items = union_all(
+        select(Feedback.id).where(Feedback.id.in_(page_ids)),
+        select(Feedback.id).where(Feedback.parent_id.in_(page_ids)),
+    )
+    marked = aliased(FeedbackReaction, name="marked")
+    return (
+        _ITEMS.where(Feedback.org_id == bindparam("org_id"))
+        .add_columns(marked.id.is_not(None).label("marked_by_me"))
+        .outerjoin(
+            marked,
+            and_(
+                marked.feedback_id == Feedback.id,
+                marked.user_id == bindparam("viewer_id"),
+                marked.kind == HELPFUL,
+            ),
+        )
+        .where(Feedback.id.in_(thread_items))
+    )
+
+
 @dataclass
 class Thread:
     root: ItemRow
@@ -308,46 +372,22 @@ async def list_threads(
     filters: FeedbackFilters,
     page: PageParams,
 ) -> tuple[list[Thread], set[uuid.UUID], str | None]:
-    """One page of threads and all their replies in a single statement: the page's thread
-    ids (a keyset page over ix_feedback_clip_roots), then every item that is one of them or
-    replies to one, with the caller's helpful mark joined on. Returns the threads in
-    playback order, the ids the caller marked helpful, and the next cursor."""
+    """One page of threads and all their replies in a single statement (`_thread_page`).
+    Returns the threads in playback order, the ids the caller marked helpful, and the next
+    cursor."""
     await ensure_visible(session, principal, clip_id)
-    roots = select(Feedback.id, Feedback.timestamp_ms, Feedback.created_at).where(
-        Feedback.org_id == principal.org_id,
-        Feedback.clip_id == clip_id,
-        Feedback.parent_id.is_(None),
-    )
-    if filters.resolved is not None:
-        resolved = Feedback.resolved_at.is_not(None)
-        roots = roots.where(resolved if filters.resolved else ~resolved)
-    if filters.skill is not None:
-        roots = roots.where(Feedback.skill == filters.skill)
-    if filters.author_id is not None:
-        roots = roots.where(Feedback.author_id == filters.author_id)
-    page_ids = select(page_statement(roots, _THREAD_ORDER, page).subquery().c.id)
-    # The threads and their replies: a UNION of two index lookups (an OR of the two
-    # conditions would make PostgreSQL scan the whole table).
-    thread_items = union_all(
-        select(Feedback.id).where(Feedback.id.in_(page_ids)),
-        select(Feedback.id).where(Feedback.parent_id.in_(page_ids)),
-    )
-    marked = aliased(FeedbackReaction, name="marked")
-    rows = (
-        await session.execute(
-            _items(principal)
-            .add_columns(marked.id.is_not(None).label("marked_by_me"))
-            .outerjoin(
-                marked,
-                and_(
-                    marked.feedback_id == Feedback.id,
-                    marked.user_id == principal.id,
-                    marked.kind == HELPFUL,
-                ),
-            )
-            .where(Feedback.id.in_(thread_items))
-        )
-    ).all()
+    values: dict[str, Any] = {
+        "org_id": principal.org_id,
+        "clip_id": clip_id,
+        "viewer_id": principal.id,
+        "skill": filters.skill,
+        "author_id": filters.author_id,
+        **keyset_page_params(_THREAD_ORDER, page),
+    }
+    by_skill, by_author = filters.skill is not None, filters.author_id is not None
+    shape = _thread_page(filters.resolved, by_skill, by_author, bool(page.cursor))
+    # Through the connection: plain rows, without the ORM's per-row bookkeeping.
+    rows = (await (await session.connection()).execute(shape, values)).all()
     ordered = sorted(
         (r for r in rows if r.parent_id is None),
         key=lambda r: (r.timestamp_ms, r.created_at, r.id),
