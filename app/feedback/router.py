@@ -4,9 +4,9 @@ import json
 import uuid
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic_core import to_json
 
 from app.deps import PrincipalDep, SessionDep
 from app.feedback import service
@@ -24,18 +24,20 @@ from app.pagination import Page, PageParams, page_params
 from app.users.models import Role
 
 router = APIRouter(tags=["feedback"])
+JSON = "application/json"
 
 
 def _person(person_id: uuid.UUID | None, name: str | None, role: Role | None) -> Any:
     if person_id is None:
         return None
-    return {"id": person_id, "name": name, "role": role}
+    return {"id": str(person_id), "name": name, "role": role}
 
 
 def _fields(row: service.ItemRow, mine: set[uuid.UUID]) -> dict[str, Any]:
     """An item's FeedbackOut fields from its row, as plain data: a page holds hundreds of
     items, and building models for them costs more than the queries. (Unpacking the row
-    in service._ITEM_COLUMNS order is several times cheaper than reading it by name.)"""
+    in service._ITEM_COLUMNS order is several times cheaper than reading it by name; ids
+    as text because the driver's UUID type is slow to serialize.)"""
     (
         item_id, clip_id, parent_id, body, timestamp_ms, end_ms, skill, annotation,
         response_clip_id, mentions, resolved_at, edited_at, deleted_at, helpful_count,
@@ -43,16 +45,16 @@ def _fields(row: service.ItemRow, mine: set[uuid.UUID]) -> dict[str, Any]:
         resolver_role,
     ) = row[: service.ITEM_WIDTH]  # fmt: skip
     return {
-        "id": item_id,
-        "clip_id": clip_id,
-        "parent_id": parent_id,
+        "id": str(item_id),
+        "clip_id": str(clip_id),
+        "parent_id": None if parent_id is None else str(parent_id),
         "author": _person(author_id, author_name, author_role),
         "body": body,
         "timestamp_ms": timestamp_ms,
         "end_ms": end_ms,
         "skill": skill,
         "annotation": annotation,
-        "response_clip_id": response_clip_id,
+        "response_clip_id": None if response_clip_id is None else str(response_clip_id),
         "mentions": json.loads(mentions) if mentions else [],
         "resolved_at": resolved_at,
         "resolved_by": _person(resolver_id, resolver_name, resolver_role),
@@ -127,7 +129,7 @@ async def list_feedback(
     # tests validate pages against it): building models for hundreds of items would cost
     # more than the queries.
     page_out = {"items": [thread_fields(t, mine) for t in threads], "next_cursor": cursor}
-    return Response(to_json(page_out), media_type="application/json")
+    return Response(orjson.dumps(page_out, option=orjson.OPT_UTC_Z), media_type=JSON)
 
 
 @router.patch(
