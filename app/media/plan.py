@@ -12,10 +12,10 @@ every segment, and the worker publishes each new segment of every rung, then our
 playlists (`index.m3u8`, see `render_media_playlist`): EVENT with `EXT-X-START` at 0 while
 encoding (players start at the beginning, not at a live edge, and follow the playlist as it
 grows; encoding runs ~2x faster than playback on an idle worker), VOD with ENDLIST once done.
-The first 6 s segment makes the clip viewable at ~0.1x its duration; everything is done at
-~0.5x. Rejected: a fast lowest-rung pass first and the rest of the ladder in a second
-process (a complete VOD playlist early, but a second decode of the source: ~10% more CPU,
-and viewable only after the whole lowest rung, ~0.2x).
+The first 6 s segment makes the clip viewable (0.17x the duration in bench/transcode.py);
+it is ready when ffmpeg ends. Rejected: a fast lowest-rung pass first and the rest of the
+ladder in a second process (a complete VOD playlist early, but a second decode of the
+source: ~10% more CPU, and viewable only after the whole lowest rung, ~0.2x).
 
 The MP4 download is not encoded at all: it is the <=720p rendition's fMP4 segments remuxed
 (`-c copy -movflags +faststart`), which saves a whole 720p encode. The master playlist is
