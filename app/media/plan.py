@@ -11,7 +11,8 @@ same decoded frames. The outputs advance in lockstep, so the clip is made viewab
 every segment, and the worker publishes each new segment of every rung, then our own
 playlists (`index.m3u8`, see `render_media_playlist`): EVENT with `EXT-X-START` at 0 while
 encoding (players start at the beginning, not at a live edge, and follow the playlist as it
-grows; encoding runs ~2x faster than playback on an idle worker), VOD with ENDLIST once done.
+grows; where a worker encodes slower than real time, a viewer who starts at once catches up
+with the encode and waits for segments, as in a live stream), VOD with ENDLIST once done.
 The first 6 s segment makes the clip viewable (0.17x the duration in bench/transcode.py);
 it is ready when ffmpeg ends. Rejected: a fast lowest-rung pass first and the rest of the
 ladder in a second process (a complete VOD playlist early, but a second decode of the
