@@ -317,7 +317,10 @@ async def test_truncated_file_with_index_in_front_is_rejected_after_decoding(
         await run(clips.truncated_faststart(), tmp_path)
     assert e.value.code == "invalid_media"
     assert "truncated" in e.value.message
-    assert not (tmp_path / "out" / "master.m3u8").exists()
+    # Rejected before anything that only a whole clip gets (a partial output may have been
+    # handed over while it decoded: the worker deletes it).
+    assert not (tmp_path / "out" / "download.mp4").exists()
+    assert not (tmp_path / "out" / "storyboard.vtt").exists()
 
 
 async def test_webm_without_a_duration_is_measured(clips: Clips, tmp_path: Path) -> None:
