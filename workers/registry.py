@@ -49,8 +49,10 @@ class JobContext(TaskContext):
     payload: dict[str, Any]
     attempts: int
     max_attempts: int
-    # Set by the worker: heartbeats with progress, False when the lease is lost.
-    report_progress: Callable[[float], Awaitable[bool]] | None = field(default=None, repr=False)
+    # Set by the worker: heartbeats (with progress, if given), False when the lease is lost.
+    report_progress: Callable[[float | None], Awaitable[bool]] | None = field(
+        default=None, repr=False
+    )
     # Progress writes are throttled: ffmpeg reports several times a second.
     progress_interval_s: float = 1.0
     _last_report: float = field(default=-math.inf, init=False, repr=False)
@@ -67,6 +69,12 @@ class JobContext(TaskContext):
             return
         self._last_report = now
         if self.report_progress is not None and not await self.report_progress(fraction):
+            raise LeaseLost(str(self.job_id))
+
+    async def heartbeat(self) -> None:
+        """Extend the lease now, e.g. before publishing a result. Raises ``LeaseLost`` when
+        another worker has taken the job over: its result must not be published."""
+        if self.report_progress is not None and not await self.report_progress(None):
             raise LeaseLost(str(self.job_id))
 
 

@@ -363,7 +363,7 @@ class Worker:
             elif not running.handler_task.done():  # else it just finished and was recorded
                 self._lose_lease(running)
 
-    async def _report(self, running: _Running, fraction: float) -> bool:
+    async def _report(self, running: _Running, fraction: float | None) -> bool:
         job = running.job
         sent = time.monotonic()
         try:

@@ -1,10 +1,12 @@
 """The transcode_clip job: source → probe/validate → ladder, MP4, poster, storyboard → storage.
 
-Publication is one row update of ``clips.media`` (plus status) made only after the files it
-names are stored, so players never see a half-stored rendition. Each attempt writes under its
-own version prefix ``…/media/<job>-<attempt>/``; after a successful attempt, the prefixes of
-earlier attempts (a crashed worker's partial output, or the version published as "viewable"
-by an attempt that died) are deleted, leaving exactly one set of renditions.
+While ffmpeg encodes, each batch of new segments is stored, then the playlists that list
+them, then the master, and only then is ``clips.media`` (with status "viewable") updated:
+players never meet a reference to a missing file. "ready" is the same after the last files.
+Each attempt writes under its own version prefix ``…/media/<job>-<attempt>/``; after a
+successful attempt, the prefixes of earlier attempts (a crashed worker's partial output,
+possibly published as "viewable") are deleted, leaving exactly one set of renditions. A clip
+that fails for good keeps no media.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import anyio
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.clips.models import Clip, ClipStatus
+from app.clips.models import Clip, ClipStatus, media_root
 from app.db import utcnow
 from app.exemplars.service import notify_pitch_ready
 from app.jobs.service import LeaseLost, PermanentJobError
@@ -40,10 +42,6 @@ ERROR_MESSAGE_LIMIT = 2000
 
 def version_name(job_id: uuid.UUID, attempt: int) -> str:
     return f"{job_id.hex[:12]}-{attempt}"
-
-
-def media_root(clip: Clip) -> str:
-    return f"{clip.media_prefix}media/"
 
 
 class _ClipWriter:
@@ -88,6 +86,10 @@ class _ClipWriter:
         )
 
     async def publish(self, media: dict[str, Any], status: ClipStatus, **facts: Any) -> bool:
+        """Point the clip at `media` with `status`; False if the clip is gone (deleted, or
+        failed meanwhile). A worker that lost the job's lease raises LeaseLost instead of
+        publishing over the attempt that took over."""
+        await self.ctx.heartbeat()
         values: dict[str, Any] = {"media": media, "status": status, **facts}
         then = None
         if status == ClipStatus.ready:
@@ -98,7 +100,9 @@ class _ClipWriter:
                 # transaction as "ready" (so exactly once).
                 await notify_pitch_ready(session, self.clip_id, self.ctx.settings.exemplar_links)
 
-        return await self._update(Clip.status != ClipStatus.failed, then=then, **values)
+        # Never over an end state: a newer attempt's "ready", or "failed".
+        unfinished = Clip.status.in_((ClipStatus.processing, ClipStatus.viewable))
+        return await self._update(unfinished, then=then, **values)
 
     async def fail(self, code: str, message: str) -> None:
         await self._update(
@@ -176,10 +180,11 @@ async def transcode_clip(ctx: JobContext) -> None:
         return
     writer = _ClipWriter(ctx, clip_id)
     version = version_name(ctx.job_id, ctx.attempts)
-    prefix = f"{media_root(clip)}{version}/"
+    root = media_root(clip.org_id, clip.id)
+    prefix = f"{root}{version}/"
     # Earlier attempts of this job (a crashed worker's output, possibly published while it
     # was encoded) and a previously published version: unreferenced once this one is done.
-    stale = {f"{media_root(clip)}{version_name(ctx.job_id, n)}/" for n in range(1, ctx.attempts)}
+    stale = {f"{root}{version_name(ctx.job_id, n)}/" for n in range(1, ctx.attempts)}
     if clip.media and clip.media["prefix"] != prefix:
         stale.add(clip.media["prefix"])
     scratch = Path(await anyio.to_thread.run_sync(_make_scratch, settings.scratch_dir))
@@ -192,6 +197,7 @@ async def transcode_clip(ctx: JobContext) -> None:
         except ObjectNotFound as exc:
             message = "The uploaded source file is missing from storage."
             await writer.fail("source_missing", message)
+            await _discard(storage, {prefix, *stale})
             raise PermanentJobError("source_missing", message) from exc
 
         facts: dict[str, Any] = {}
@@ -207,7 +213,8 @@ async def transcode_clip(ctx: JobContext) -> None:
             media = _manifest(version, prefix, uploaded, partial.renditions)
             if media != published:  # new variants' figures or the poster: tell the API
                 # Duration and size with the status: timestamped feedback needs them at once.
-                await writer.publish(media, ClipStatus.viewable, **facts)
+                if not await writer.publish(media, ClipStatus.viewable, **facts):
+                    raise _ClipGone  # stops ffmpeg
                 published.update(media)
 
         result = await transcode(
@@ -227,9 +234,11 @@ async def transcode_clip(ctx: JobContext) -> None:
             ClipStatus.ready,
             **_probe_facts(result.probe),
         )
-        if not published_ready:  # deleted (or failed) meanwhile: what we stored is garbage
-            await storage.delete_prefix(prefix)
-            return
+        if not published_ready:
+            raise _ClipGone
+    except _ClipGone:  # deleted (or failed) meanwhile: what we stored is garbage
+        await storage.delete_prefix(prefix)
+        return
     except MediaRejected as exc:
         await writer.fail(exc.code, exc.message)
         await _discard(storage, {prefix, *stale})
@@ -247,6 +256,10 @@ async def transcode_clip(ctx: JobContext) -> None:
     for old in sorted(stale):
         await storage.delete_prefix(old)
     log.info("clip %s ready: %d files under %s", clip_id, len(uploaded), prefix)
+
+
+class _ClipGone(Exception):
+    """The clip was deleted (or failed) while it was being transcoded."""
 
 
 async def _discard(storage: Storage, prefixes: set[str]) -> None:

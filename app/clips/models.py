@@ -70,8 +70,8 @@ class Clip(TenantMixin, TimestampMixin, Base):
     video_codec: Mapped[str | None] = mapped_column(String(32))
     audio_codec: Mapped[str | None] = mapped_column(String(32))
     bitrate: Mapped[int | None] = mapped_column(BigInteger)
-    # The published renditions (see workers/transcode.py): replaced in one row update, so a
-    # reader sees either the previous set or the new one, never a half-stored rendition.
+    # The published renditions (see workers/transcode.py), under media_root(): each update
+    # names only files already stored, so a reader never sees a reference to a missing one.
     media: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     filename: Mapped[str] = mapped_column(String(255))
@@ -91,3 +91,8 @@ class Clip(TenantMixin, TimestampMixin, Base):
 def clip_prefix(org_id: uuid.UUID, clip_id: uuid.UUID) -> str:
     """Every object of a clip lives under this prefix, so purging is one prefix delete."""
     return f"orgs/{org_id}/clips/{clip_id}/"
+
+
+def media_root(org_id: uuid.UUID, clip_id: uuid.UUID) -> str:
+    """Where transcode attempts write their renditions, one folder per attempt."""
+    return f"{clip_prefix(org_id, clip_id)}media/"

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from app.clips.models import Clip, ClipStatus
+from app.clips.models import Clip, ClipStatus, media_root
 from app.db import utcnow
 from app.jobs.models import Job, JobStatus
 from app.jobs.service import PermanentJobError
@@ -19,7 +19,7 @@ from workers.registry import JobContext, TaskContext
 log = logging.getLogger("peerpitch.clips")
 
 
-def _storage(ctx: JobContext) -> Storage:
+def _storage(ctx: TaskContext) -> Storage:
     storage: Storage = ctx.services["storage"]
     return storage
 
@@ -71,29 +71,27 @@ async def fail_abandoned_transcodes(ctx: TaskContext) -> None:
         if not clip_ids:
             return
         message = "Processing did not finish; upload the video again or contact support."
-        failed = await session.execute(
-            update(Clip)
-            .where(
-                Clip.id.in_(clip_ids),
-                Clip.status == ClipStatus.processing,
-                Clip.deleted_at.is_(None),
+        # A viewable clip too: its playlists would wait for segments forever.
+        failed = (
+            await session.execute(
+                update(Clip)
+                .where(
+                    Clip.id.in_(clip_ids),
+                    Clip.status.in_((ClipStatus.processing, ClipStatus.viewable)),
+                    Clip.deleted_at.is_(None),
+                )
+                .values(
+                    status=ClipStatus.failed,
+                    error_code="processing_failed",
+                    error_message=message,
+                    media=None,
+                    updated_at=utcnow(),
+                )
+                .returning(Clip.org_id, Clip.id)
+                .execution_options(synchronize_session=False)
             )
-            .values(
-                status=ClipStatus.failed,
-                error_code="processing_failed",
-                error_message=message,
-                updated_at=utcnow(),
-            )
-        )
-        # A viewable clip stays playable at its lowest rendition, but says it is incomplete.
-        await session.execute(
-            update(Clip)
-            .where(
-                Clip.id.in_(clip_ids),
-                Clip.status == ClipStatus.viewable,
-                Clip.error_code.is_(None),
-            )
-            .values(error_code="processing_failed", error_message=message, updated_at=utcnow())
-        )
-    if failed.rowcount:  # type: ignore[attr-defined]
-        log.warning("failed %d clips whose transcode job died", failed.rowcount)  # type: ignore[attr-defined]
+        ).all()
+    for org_id, clip_id in failed:  # what it published while it was encoded
+        await _storage(ctx).delete_prefix(media_root(org_id, clip_id))
+    if failed:
+        log.warning("failed %d clips whose transcode job died", len(failed))

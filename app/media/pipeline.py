@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
+
 from app.media.errors import MediaRejected
 from app.media.plan import (
     DOWNLOAD,
@@ -292,7 +294,8 @@ async def _encode_publishing(
                 await asyncio.wait_for(finished.wait(), interval_s)
             if finished.is_set():
                 return
-            partial = await asyncio.to_thread(publisher.next)
+            # Not abandoned on cancellation: it writes into the folder the caller removes.
+            partial = await anyio.to_thread.run_sync(publisher.next)
             if partial is not None:
                 await on_partial(partial)
 
@@ -346,7 +349,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def finish_playlists(plan: TranscodePlan, out_dir: Path) -> list[RenditionOutput]:
-    """ffmpeg is done: publishable VOD playlists of every segment, measured."""
+    """ffmpeg is done: our playlists of every segment, with ENDLIST, measured."""
     for r in plan.renditions:
         init, segments = parse_media_playlist(
             (out_dir / r.encoder_playlist).read_text(encoding="utf-8")

@@ -9,10 +9,10 @@ HLS muxer per rung: per-output muxers give a fixed `vN/init.mp4` layout that
 same decoded frames. The outputs advance in lockstep, so the clip is made viewable
 *progressively*: ffmpeg writes an EVENT playlist per rung (`encoder.m3u8`, private) after
 every segment, and the worker publishes each new segment of every rung, then our own
-playlists (`index.m3u8`, see `render_media_playlist`): EVENT with `EXT-X-START` at 0 while
-encoding (players start at the beginning, not at a live edge, and follow the playlist as it
+playlists (`index.m3u8`, see `render_media_playlist`): EVENT with `EXT-X-START` at 0
+(players start at the beginning, not at a live edge, and follow the playlist as it
 grows; where a worker encodes slower than real time, a viewer who starts at once catches up
-with the encode and waits for segments, as in a live stream), VOD with ENDLIST once done.
+with the encode and waits for segments, as in a live stream), and ENDLIST once done.
 The first 6 s segment makes the clip viewable (0.17x the duration in bench/transcode.py);
 it is ready when ffmpeg ends. Rejected: a fast lowest-rung pass first and the rest of the
 ladder in a second process (a complete VOD playlist early, but a second decode of the
@@ -528,21 +528,23 @@ def parse_media_playlist(text: str) -> tuple[str | None, list[MediaSegment]]:
 def render_media_playlist(
     init: str | None, segments: Sequence[MediaSegment], *, complete: bool
 ) -> str:
-    """The playlist we publish for a rendition. While it is encoded (`complete=False`):
-    EVENT, which players reload as it grows, with `EXT-X-START` at 0 so they start at the
-    beginning, not at the "live" edge. Once done: VOD with ENDLIST (seekable, cacheable).
-    TARGETDURATION is fixed from the start: an EVENT playlist may not change it."""
+    """The playlist we publish for a rendition: an EVENT playlist, which players reload as it
+    grows while the clip is encoded, with `EXT-X-START` at 0 so they start at the beginning,
+    not at the "live" edge; once done (`complete`) the same text plus ENDLIST. The text of
+    a growing playlist is only ever appended to (RFC 8216 §6.2.1: an EVENT playlist may not
+    change otherwise, not even its type), and EVENT with ENDLIST plays as a finished one.
+    TARGETDURATION is the segment length: every segment is cut at a forced keyframe, so
+    none is longer (the max() only guards against a rounding surprise)."""
     longest = max((round(s.duration_s) for s in segments), default=SEGMENT_S)
     lines = [
         "#EXTM3U",
         "#EXT-X-VERSION:7",
         f"#EXT-X-TARGETDURATION:{max(SEGMENT_S, longest)}",
         "#EXT-X-MEDIA-SEQUENCE:1",
-        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}",
+        "#EXT-X-PLAYLIST-TYPE:EVENT",
         "#EXT-X-INDEPENDENT-SEGMENTS",
+        "#EXT-X-START:TIME-OFFSET=0,PRECISE=YES",
     ]
-    if not complete:
-        lines.append("#EXT-X-START:TIME-OFFSET=0,PRECISE=YES")
     if init:
         lines.append(f'#EXT-X-MAP:URI="{init}"')
     for segment in segments:

@@ -79,7 +79,7 @@ async def master(token: Token, request: Request) -> Response:
     root = service.play_root(public_base_url(request), token)
     body = await service.master_playlist(_cache(request), state.storage, grant, root)
     # The master holds only our own token URLs: cacheable for the token's lifetime once the
-    # clip is ready; while it is only viewable, briefly (more renditions are coming).
+    # clip is ready; while it is only viewable, briefly (its bandwidth figures still change).
     return _text(body, M3U8, grant.remaining_s if grant.ready else min(grant.remaining_s, 5))
 
 

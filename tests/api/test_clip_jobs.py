@@ -184,3 +184,46 @@ async def test_clip_of_a_dead_transcode_job_is_failed(
     clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
     assert clip["status"] == "failed"
     assert clip["error"]["code"] == "processing_failed"
+
+
+async def test_viewable_clip_of_a_dead_transcode_job_is_failed_and_its_media_deleted(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    from app.clips.models import Clip, ClipStatus, media_root
+    from app.clips.tasks import fail_abandoned_transcodes
+
+    org = await make_org()
+    rep = await org.add_user("rep")
+    data = os.urandom(64)
+    created = (
+        await client.post("/v1/clips", json=clip_body(size_bytes=len(data)), headers=rep.headers)
+    ).json()
+    clip_id = uuid.UUID(created["clip"]["id"])
+    r = await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=rep.headers)
+    assert r.status_code == 202
+    # The worker died on its last attempt after publishing the first segments.
+    storage = app.state.storage
+    async with app.state.sessionmaker.begin() as session:
+        clip = await session.get(Clip, clip_id)
+        assert clip is not None
+        prefix = f"{media_root(clip.org_id, clip.id)}job-1/"
+        clip.status = ClipStatus.viewable
+        clip.media = {"version": "job-1", "prefix": prefix, "master": "master.m3u8",
+                      "variants": [{"name": "v0", "playlist": "v0/index.m3u8"}]}  # fmt: skip
+        await session.execute(
+            update(Job).where(Job.kind == "transcode_clip").values(status=JobStatus.dead)
+        )
+
+    async def one_chunk() -> AsyncIterator[bytes]:
+        yield b"segment"
+
+    await storage.put_stream(prefix + "v0/seg_00001.m4s", one_chunk())
+    await fail_abandoned_transcodes(task_context(app))
+
+    # A growing playlist that will never end is not left playing: failed, nothing kept.
+    body = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+    assert body["status"] == "failed" and body["error"]["code"] == "processing_failed"
+    assert body["renditions"] == []
+    assert await storage.stat(prefix + "v0/seg_00001.m4s") is None
+    r = await client.get(f"/v1/clips/{clip_id}/playback", headers=rep.headers)
+    assert r.status_code == 409

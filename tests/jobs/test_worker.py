@@ -169,8 +169,9 @@ async def test_lost_lease_cancels_the_handler_and_records_nothing(
     assert (job.status, job.worker_id, job.attempts) == (JobStatus.running, "thief", 2)
 
 
-async def test_progress_raises_lease_lost(
-    worker_settings: Settings, engine: AsyncEngine, jobs: Jobs
+@pytest.mark.parametrize("check", ["progress", "heartbeat"])
+async def test_progress_and_heartbeat_raise_lease_lost(
+    worker_settings: Settings, engine: AsyncEngine, jobs: Jobs, check: str
 ) -> None:
     registry = Registry()
     stolen = asyncio.Event()
@@ -178,9 +179,11 @@ async def test_progress_raises_lease_lost(
 
     @registry.register("test.reporting")
     async def reporting(ctx: JobContext) -> None:
+        await ctx.heartbeat()  # still ours
         await stolen.wait()
         try:
-            await ctx.progress(0.5)
+            # heartbeat: what a handler calls before publishing a result
+            await (ctx.progress(0.5) if check == "progress" else ctx.heartbeat())
         except LeaseLost:
             outcome.append("lease lost")
             raise

@@ -302,7 +302,7 @@ def test_the_whole_ladder_with_storyboard_and_poster() -> None:
     assert _opt(args, "-atomic_writing") == ["1", "1"]
 
 
-def test_media_playlist_grows_as_event_then_ends_as_vod() -> None:
+def test_media_playlist_grows_as_event_and_is_only_appended_to() -> None:
     segments = [MediaSegment("seg_00001.m4s", 6.0), MediaSegment("seg_00002.m4s", 6.0)]
     growing = render_media_playlist("init.mp4", segments, complete=False)
     assert "#EXT-X-PLAYLIST-TYPE:EVENT" in growing
@@ -315,11 +315,10 @@ def test_media_playlist_grows_as_event_then_ends_as_vod() -> None:
         "init.mp4", [*segments, MediaSegment("seg_00003.m4s", 2.5)], complete=True
     )
     lines = done.splitlines()
-    assert "#EXT-X-PLAYLIST-TYPE:VOD" in lines and "#EXT-X-START" not in done
+    # RFC 8216 §6.2.1: an EVENT playlist may only be appended to (type and target included).
+    assert done.startswith(growing)
     assert lines[-1] == "#EXT-X-ENDLIST"
     assert lines[-3:-1] == ["#EXTINF:2.500000,", "seg_00003.m4s"]
-    # TARGETDURATION is the same before and after: an EVENT playlist may not change it.
-    assert "#EXT-X-TARGETDURATION:6" in growing and "#EXT-X-TARGETDURATION:6" in done
     assert "#EXT-X-TARGETDURATION:6" in render_media_playlist(None, [], complete=False)
 
 
