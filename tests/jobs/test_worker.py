@@ -174,12 +174,13 @@ async def test_progress_and_heartbeat_raise_lease_lost(
     worker_settings: Settings, engine: AsyncEngine, jobs: Jobs, check: str
 ) -> None:
     registry = Registry()
-    stolen = asyncio.Event()
+    checked, stolen = asyncio.Event(), asyncio.Event()
     outcome: list[str] = []
 
     @registry.register("test.reporting")
     async def reporting(ctx: JobContext) -> None:
-        await ctx.heartbeat()  # still ours
+        await ctx.heartbeat()  # still ours: no error
+        checked.set()
         await stolen.wait()
         try:
             # heartbeat: what a handler calls before publishing a result
@@ -190,10 +191,10 @@ async def test_progress_and_heartbeat_raise_lease_lost(
 
     async with running(make_worker(worker_settings, engine, jobs.sm, registry)):
         [job_id] = await jobs.add(kind="test.reporting")
-        await jobs.wait_for(job_id, lambda j: j.status == JobStatus.running)
+        await asyncio.wait_for(checked.wait(), 10)
         await jobs.set(job_id, worker_id="thief")
         stolen.set()
-        for _ in range(100):
+        for _ in range(250):
             if outcome:
                 break
             await asyncio.sleep(0.02)
