@@ -13,8 +13,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from app.clips.models import Clip
+from app.jobs.models import Job, JobStatus
 from tests.conftest import running_worker
 from tests.media.conftest import Clips, ffmpeg
 from tests.workers.test_transcode_job import upload
@@ -165,5 +167,15 @@ async def test_a_clip_found_damaged_after_it_played_fails_and_keeps_nothing(
         row = await session.get(Clip, uuid.UUID(clip_id))
         assert row is not None and row.media is None
         media_root = f"{row.media_prefix}media/"
+    # The clip is failed first (players stop), then its files are deleted: wait for the job.
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        async with app.state.sessionmaker() as session:
+            jobs = (await session.scalars(select(Job).where(Job.kind == "transcode_clip"))).all()
+        (job,) = [j for j in jobs if j.payload["clip_id"] == clip_id]
+        if job.status == JobStatus.failed or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert job.status == JobStatus.failed
     # What was published while it played is gone (nothing was left to delete here).
     assert await app.state.storage.delete_prefix(media_root) == 0
