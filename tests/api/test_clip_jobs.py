@@ -155,20 +155,25 @@ async def test_readyz_reports_storage_down(make_settings: Any) -> None:
     assert details["storage"].startswith("error")
 
 
+async def _processing_clip(client: httpx.AsyncClient, rep: Any) -> str:
+    """A clip whose source is uploaded: processing, its transcode job queued."""
+    data = os.urandom(64)
+    created = (
+        await client.post("/v1/clips", json=clip_body(size_bytes=len(data)), headers=rep.headers)
+    ).json()
+    clip_id: str = created["clip"]["id"]
+    r = await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=rep.headers)
+    assert r.status_code == 202
+    return clip_id
+
+
 async def test_clip_of_a_dead_transcode_job_is_failed(
     app: Any, client: httpx.AsyncClient, make_org: Any
 ) -> None:
     from app.clips.tasks import fail_abandoned_transcodes
 
-    org = await make_org()
-    rep = await org.add_user("rep")
-    data = os.urandom(64)
-    created = (
-        await client.post("/v1/clips", json=clip_body(size_bytes=len(data)), headers=rep.headers)
-    ).json()
-    clip_id = created["clip"]["id"]
-    r = await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=rep.headers)
-    assert r.status_code == 202
+    rep = await (await make_org()).add_user("rep")
+    clip_id = await _processing_clip(client, rep)
     ctx = task_context(app)
     await fail_abandoned_transcodes(ctx)  # the job is still queued: nothing happens
     assert (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()[
@@ -192,15 +197,8 @@ async def test_viewable_clip_of_a_dead_transcode_job_is_failed_and_its_media_del
     from app.clips.models import Clip, ClipStatus, media_root
     from app.clips.tasks import fail_abandoned_transcodes
 
-    org = await make_org()
-    rep = await org.add_user("rep")
-    data = os.urandom(64)
-    created = (
-        await client.post("/v1/clips", json=clip_body(size_bytes=len(data)), headers=rep.headers)
-    ).json()
-    clip_id = uuid.UUID(created["clip"]["id"])
-    r = await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=rep.headers)
-    assert r.status_code == 202
+    rep = await (await make_org()).add_user("rep")
+    clip_id = uuid.UUID(await _processing_clip(client, rep))
     # The worker died on its last attempt after publishing the first segments.
     storage = app.state.storage
     async with app.state.sessionmaker.begin() as session:

@@ -9,12 +9,10 @@ import httpx
 from tests.api.test_exemplars import exemplar_clip
 from tests.media.conftest import Clips
 from tests.workers.test_transcode_job import (  # noqa: F401 - fixtures used by name
-    backend,
     media,
     settings,
     upload,
     wait_settled,
-    worker,
 )
 from workers.runtime import Worker
 
@@ -23,7 +21,7 @@ async def test_ready_pitch_notifies_its_owner_with_links(
     app: Any,
     client: httpx.AsyncClient,
     make_org: Any,
-    worker: Worker,  # noqa: F811
+    worker: Worker,
     media: Clips,  # noqa: F811
 ) -> None:
     org = await make_org()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,9 +16,8 @@ from sqlalchemy import select
 
 from app.clips.models import Clip
 from app.jobs.models import Job, JobStatus
-from tests.conftest import running_worker
 from tests.media.conftest import Clips, ffmpeg
-from tests.workers.test_transcode_job import upload
+from tests.workers.test_transcode_job import transcode_settings, upload
 from workers.runtime import Worker
 
 SECONDS = 14  # 6 s segments: two whole ones are published before the last one is encoded
@@ -33,26 +31,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Clips:
     return Clips(tmp_path_factory.mktemp("progressive-clips"))
 
 
-@pytest.fixture(params=["local", "s3"])
-def settings(make_settings: Any, request: pytest.FixtureRequest) -> Any:
-    overrides: dict[str, Any] = {
-        "transcode_preset": "ultrafast",
-        "transcode_readrate": READRATE,
-        "max_duration_s": 60,
-    }
-    if request.param == "s3":
-        overrides.update(
-            storage="s3",
-            s3_endpoint_url=request.getfixturevalue("s3_endpoint"),
-            s3_bucket=request.getfixturevalue("s3_bucket"),
-        )
-    return make_settings(**overrides)
-
-
 @pytest.fixture
-async def worker(app: Any) -> AsyncIterator[Worker]:
-    async with running_worker(app, concurrency=1) as w:
-        yield w
+def settings(make_settings: Any, backend: str, request: pytest.FixtureRequest) -> Any:
+    return transcode_settings(make_settings, backend, request, transcode_readrate=READRATE)
 
 
 async def fetch(client: httpx.AsyncClient, url: str) -> httpx.Response:

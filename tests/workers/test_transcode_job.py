@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from sqlalchemy import select
 from app.clips.models import Clip
 from app.jobs.models import Job, JobStatus
 from tests.api.test_clips import clip_body
-from tests.conftest import running_worker
 from tests.media.conftest import Clips, ffprobe
 from workers.runtime import Worker
 
@@ -32,14 +30,11 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Clips:
     return Clips(tmp_path_factory.mktemp("worker-clips"))
 
 
-@pytest.fixture(params=["local", "s3"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def settings(make_settings: Any, backend: str, request: pytest.FixtureRequest) -> Any:
-    overrides: dict[str, Any] = {"transcode_preset": "ultrafast", "max_duration_s": 60}
+def transcode_settings(
+    make_settings: Any, backend: str, request: pytest.FixtureRequest, **extra: Any
+) -> Any:
+    """Settings for a real worker on `backend` (S3: the moto server), fast x264."""
+    overrides: dict[str, Any] = {"transcode_preset": "ultrafast", "max_duration_s": 60, **extra}
     if backend == "s3":
         overrides.update(
             storage="s3",
@@ -50,9 +45,8 @@ def settings(make_settings: Any, backend: str, request: pytest.FixtureRequest) -
 
 
 @pytest.fixture
-async def worker(app: Any) -> AsyncIterator[Worker]:
-    async with running_worker(app, concurrency=1) as w:
-        yield w
+def settings(make_settings: Any, backend: str, request: pytest.FixtureRequest) -> Any:
+    return transcode_settings(make_settings, backend, request)
 
 
 async def upload(client: httpx.AsyncClient, actor: Any, path: Path, **extra: Any) -> str:
