@@ -1,4 +1,5 @@
-"""The `peerpitch` command."""
+"""The `peerpitch` command's application commands. The installed `peerpitch` entry point is
+workers.cli, which adds the worker runtime's command (`peerpitch worker`) to these."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from app.config import ConfigError, Settings, get_settings
 
@@ -35,7 +36,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_format, settings.log_level)
     settings.resolved_secret_key()  # fail fast with a clear message in production
     uvicorn.run(
-        "app.asgi:app",
+        # The API with its embedded worker when configured (workers.asgi composes them).
+        "workers.asgi:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -43,12 +45,6 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log_config=None,
     )
     return 0
-
-
-def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.main import run_worker
-
-    return run_worker(settings, concurrency=args.concurrency)
 
 
 async def _create_org(settings: Settings, name: str, email: str, password: str) -> dict[str, str]:
@@ -164,9 +160,28 @@ def _cmd_init_storage(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+Command = Callable[[argparse.Namespace, Settings], int]
+# Adds a sub-command's parser to the subparsers action and returns its implementation.
+CommandSpec = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Command]
+
+
+COMMANDS: dict[str, Command] = {
+    "migrate": _cmd_migrate,
+    "serve": _cmd_serve,
+    "create-org": _cmd_create_org,
+    "seed-demo": _cmd_seed_demo,
+    "init-storage": _cmd_init_storage,
+}
+
+
+def build_parser(
+    extra: Mapping[str, CommandSpec] | None = None,
+) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     parser = argparse.ArgumentParser(prog="peerpitch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    commands = dict(COMMANDS)
+    for name, spec in (extra or {}).items():
+        commands[name] = spec(sub)
 
     sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
 
@@ -174,14 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="API processes")
-
-    worker = sub.add_parser("worker", help="run a job worker until SIGTERM/SIGINT")
-    worker.add_argument(
-        "--concurrency",
-        type=int,
-        default=None,
-        help="jobs at a time (default: PEERPITCH_WORKER_CONCURRENCY)",
-    )
 
     org = sub.add_parser("create-org", help="create an organization and its first admin")
     org.add_argument("--name", required=True)
@@ -194,24 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--if-empty", action="store_true", help="only when the database has no organization yet"
     )
-    return parser
+    return parser, commands
 
 
-COMMANDS = {
-    "migrate": _cmd_migrate,
-    "serve": _cmd_serve,
-    "worker": _cmd_worker,
-    "create-org": _cmd_create_org,
-    "seed-demo": _cmd_seed_demo,
-    "init-storage": _cmd_init_storage,
-}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, extra: Mapping[str, CommandSpec] | None = None) -> int:
+    parser, commands = build_parser(extra)
+    args = parser.parse_args(argv)
     try:
         settings = get_settings()
-        return COMMANDS[args.command](args, settings)
+        return commands[args.command](args, settings)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

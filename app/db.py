@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, MetaData, event
+from sqlalchemy import DateTime, ForeignKey, MetaData, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,7 +18,15 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    SessionTransaction,
+    declared_attr,
+    mapped_column,
+)
 from sqlalchemy.types import TypeDecorator, Uuid
 
 NAMING_CONVENTION = {
@@ -137,14 +145,53 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+async def ping(engine: AsyncEngine) -> None:
+    """Raise when the database cannot answer a trivial query (readiness checks)."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+# session.info key: set when the session's transaction wrote (a flush, or an executed
+# INSERT/UPDATE/DELETE); cleared when the outermost transaction ends (commit or rollback).
+_WROTE = "peerpitch.wrote"
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _flush_context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _executed(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_WROTE, None)
+
+
 async def end_read_transaction(session: AsyncSession) -> None:
-    """End the current (read-only so far) transaction before slow I/O such as streaming an
-    upload: it must not hold SQLite's write lock or a PostgreSQL connection idle in a
-    transaction for minutes. Loaded objects stay usable; later queries start a new
-    transaction, so writes after the I/O must re-check the state they depend on."""
-    if session.new or session.dirty or session.deleted:
+    """End a transaction that has only read, before slow I/O such as streaming an upload, so
+    it does not hold SQLite's write lock or a PostgreSQL connection idle in a transaction.
+
+    It ends with a rollback, so it can never commit a write by accident; and it refuses
+    (RuntimeError) when the transaction has written anything, pending or already flushed,
+    since that write would otherwise be lost. Loaded objects stay attached and loaded (a
+    rollback would expire them); later queries start a new transaction, so writes after the
+    I/O must re-check the state they depend on.
+    """
+    sync = session.sync_session
+    if sync.new or sync.dirty or sync.deleted:
         raise RuntimeError("end_read_transaction() with unflushed changes")
-    await session.commit()
+    if sync.info.get(_WROTE):
+        raise RuntimeError("end_read_transaction() after a write in this transaction")
+    loaded = list(sync.identity_map.values())
+    sync.expunge_all()
+    await session.rollback()
+    sync.add_all(loaded)
 
 
 @asynccontextmanager

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("peerpitch.errors")
@@ -36,10 +38,6 @@ class AppError(Exception):
         if headers:
             self.headers = headers
         super().__init__(self.message)
-
-
-class BadRequest(AppError):
-    pass
 
 
 class Unauthorized(AppError):
@@ -91,12 +89,6 @@ class ServiceUnavailable(AppError):
     message = "The service is not available."
 
 
-class InvalidMedia(AppError):
-    status_code = 422
-    code = "invalid_media"
-    message = "The media file is not valid."
-
-
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
@@ -118,85 +110,50 @@ _HTTP_CODES = {
 }
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(AppError)
-    async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.message, exc.details),
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
+def _envelope(
+    status_code: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(code, message, details), status_code=status_code, headers=headers
+    )
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+
+async def handle_error(_request: Request, exc: Exception) -> Response:
+    """The one place an error becomes a response: every error, the JSON envelope.
+
+    Registered for the errors FastAPI knows how to route (see install_error_handlers); the
+    request middleware calls it for everything else, after logging, so the 500 carries the
+    request id. Never a traceback or an exception's text in an unexpected error's body.
+    """
+    if isinstance(exc, AppError):
+        if exc.status_code >= 500:
+            log.warning("%s %s: %s", exc.status_code, exc.code, exc)
+        return _envelope(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+    if isinstance(exc, RequestValidationError):
         details = [
             {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
             for err in exc.errors()
         ]
-        return JSONResponse(
-            error_body("validation_error", "The request is not valid.", details), status_code=422
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _envelope(422, "validation_error", "The request is not valid.", details)
+    if isinstance(exc, StarletteHTTPException):  # routing: 404, 405, ...
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return JSONResponse(
-            error_body(code, message), status_code=exc.status_code, headers=exc.headers
-        )
-
-    install_integrity_handler(app)
-    install_storage_handler(app)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body("internal_error", "An unexpected error occurred."), status_code=500
-        )
-
-
-def install_integrity_handler(app: FastAPI) -> None:
-    """A unique/foreign-key race that slipped past a service check is a conflict, not a 500."""
-    from sqlalchemy.exc import IntegrityError
-
-    @app.exception_handler(IntegrityError)
-    async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
+        return _envelope(exc.status_code, code, message, headers=exc.headers)
+    if isinstance(exc, IntegrityError):
+        # A unique/foreign-key race that slipped past a service check: a conflict, not a 500.
         log.info("integrity error: %s", exc.orig)
-        return JSONResponse(
-            error_body("conflict", "The request conflicts with existing data."), status_code=409
-        )
+        return _envelope(409, "conflict", "The request conflicts with existing data.")
+    return _envelope(500, "internal_error", "An unexpected error occurred.")
 
 
-def install_storage_handler(app: FastAPI) -> None:
-    """Storage errors that escape a service: a client mistake or an unreachable store."""
-    from app.storage.base import (
-        InvalidKey,
-        InvalidPart,
-        InvalidRange,
-        ObjectNotFound,
-        PartTooLarge,
-        StorageError,
-        UploadNotFound,
-    )
-
-    mapping: list[tuple[type[StorageError], int, str]] = [
-        (ObjectNotFound, 404, "not_found"),
-        (UploadNotFound, 409, "upload_not_active"),
-        (InvalidPart, 409, "invalid_part"),
-        (InvalidRange, 416, "range_not_satisfiable"),
-        (InvalidKey, 422, "invalid_key"),
-        (PartTooLarge, 413, "part_too_large"),
-    ]
-
-    @app.exception_handler(StorageError)
-    async def _storage_error(_request: Request, exc: StorageError) -> JSONResponse:
-        for cls, status, code in mapping:
-            if isinstance(exc, cls):
-                return JSONResponse(error_body(code, str(exc) or code), status_code=status)
-        log.warning("storage unavailable: %s", exc)
-        return JSONResponse(
-            error_body("storage_unavailable", "Media storage is unavailable; retry later."),
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
+def install_error_handlers(app: FastAPI) -> None:
+    """Route the errors FastAPI catches itself to handle_error. Unexpected exceptions are
+    rendered by RequestContextMiddleware (app.ops.middleware), which logs them with the
+    request id and then calls handle_error: a handler registered for ``Exception`` would sit
+    outside every middleware and lose the request id."""
+    for error in (AppError, RequestValidationError, StarletteHTTPException, IntegrityError):
+        app.add_exception_handler(error, handle_error)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 import app.models  # noqa: F401  (every table in the metadata before the first query)
 from app.auth.router import router as auth_router
 from app.clips.router import router as clips_router
+from app.clips.uploads_router import router as uploads_router
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
@@ -27,7 +28,6 @@ from app.reviews.router import router as reviews_router
 from app.stages.router import router as stages_router
 from app.storage import S3Storage, build_storage
 from app.storage.media_router import router as media_router
-from app.uploads.router import router as uploads_router
 from app.users.router import router as users_router
 from app.views.router import router as views_router
 
@@ -41,7 +41,14 @@ Lists are cursor-paginated: `?limit=&cursor=` → `{"items": [...], "next_cursor
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+# Background work that runs as long as the API does, e.g. an in-process job worker; given
+# by the process entry point (workers.asgi), since the application never imports the runtime.
+Background = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    settings: Settings | None = None, *, background: Background | None = None
+) -> FastAPI:
     settings = settings or get_settings()
     settings.secret_key = settings.resolved_secret_key()
     engine = make_engine(settings.database_url)
@@ -52,18 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if isinstance(storage, S3Storage) and not settings.is_production:
             # Development convenience; production runs `peerpitch init-storage` once.
             await storage.ensure_bucket(settings.cors_origins, allow_any_origin=True)
-        embedded = None
-        if settings.run_embedded_worker:
-            from workers.main import start_embedded_worker
-
-            embedded = start_embedded_worker(
-                settings, engine, app.state.sessionmaker, services={"storage": storage}
-            )
         try:
-            yield
+            async with background(app) if background is not None else nullcontext():
+                yield
         finally:
-            if embedded is not None:
-                await embedded.stop()
             await app.state.clip_states.close()
             await engine.dispose()
 

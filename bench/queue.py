@@ -38,7 +38,7 @@ from app.db import make_engine, make_sessionmaker, utcnow, uuid7
 from app.jobs.models import Job, JobStatus
 from app.jobs.service import NOTIFY_CHANNEL, enqueue
 from app.migrate import create_scratch_database, drop_scratch_database, upgrade_head
-from workers.registry import JobContext, Registry
+from app.jobs.registry import JobContext, Registry
 from workers.runtime import Worker
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -67,7 +68,17 @@ def _disk_baseline(folder: Path, size: int) -> float:
 
 def main() -> int:
     size = int(sys.argv[1]) * 1024 * 1024 if len(sys.argv) > 1 else 1024**3
+    # In var/ (git-ignored, the default media folder: the disk a local deployment writes to,
+    # where /tmp may be RAM); a fresh clone has no var/ yet.
+    (ROOT / "var").mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="pp-bench-upload-", dir=ROOT / "var"))
+    try:
+        return _run(work, size)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(work: Path, size: int) -> int:
     port = _free_port()
     env = {
         **os.environ,
@@ -185,7 +196,6 @@ def main() -> int:
         )
     print(f"  API peak RSS (VmHWM)                       {rss:7.1f} MB   goal < 200 MB")
     print("  goal: parts and PUT /source ≥ 0.50 of disk speed")
-    subprocess.run(["rm", "-rf", str(work)], check=False)
     return 0
 
 

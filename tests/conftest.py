@@ -24,11 +24,11 @@ from sqlalchemy import text
 
 from app.config import Settings
 from app.db import Base, make_engine
+from app.jobs.registry import JobServices, TaskContext
 from app.main import create_app
 from app.migrate import create_scratch_database, drop_scratch_database, upgrade_head
 from app.orgs.service import create_org
 from workers.main import load_handlers
-from workers.registry import TaskContext
 from workers.runtime import Worker
 
 # The S3 fixtures (moto's server over HTTP) for every test module.
@@ -63,7 +63,8 @@ def is_postgres(url: str) -> bool:
     return url.startswith("postgresql")
 
 
-async def _truncate_all(url: str) -> None:
+async def truncate_all(url: str) -> None:
+    """Empty every table of the test database at ``url``."""
     engine = make_engine(url)
     tables = [t.name for t in Base.metadata.sorted_tables]
     async with engine.begin() as conn:
@@ -99,7 +100,7 @@ def settings(make_settings: Any) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings, database_url: str) -> AsyncIterator[Any]:
-    await _truncate_all(database_url)
+    await truncate_all(database_url)
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
@@ -180,7 +181,7 @@ def task_context(app: Any) -> TaskContext:
         settings=app.state.settings,
         engine=app.state.engine,
         sessionmaker=app.state.sessionmaker,
-        services={"storage": app.state.storage},
+        services=JobServices(storage=app.state.storage),
         worker_id="test",
     )
 
@@ -192,7 +193,7 @@ async def running_worker(app: Any, concurrency: int = 2) -> AsyncIterator[Worker
         app.state.settings,
         app.state.engine,
         app.state.sessionmaker,
-        {"storage": app.state.storage},
+        JobServices(storage=app.state.storage),
         load_handlers(),
         concurrency,
         grace_s=5,

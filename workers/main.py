@@ -1,9 +1,9 @@
 """Running workers: as a process (`peerpitch worker`, or `python -m workers.main`), or
 embedded in the API process (a background task on its event loop).
 
-Handlers are found by importing modules that register into ``workers.registry.registry``:
-``HANDLER_MODULES`` here, plus any listed in the environment variable
-``PEERPITCH_WORKER_EXTRA_MODULES`` (comma-separated importable module paths).
+Handlers are found by importing modules that register into ``app.jobs.registry.registry``:
+``HANDLER_MODULES`` here (the product's, ``app.tasks``), plus any listed in the environment
+variable ``PEERPITCH_WORKER_EXTRA_MODULES`` (comma-separated importable module paths).
 """
 
 from __future__ import annotations
@@ -16,23 +16,24 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from workers.registry import Registry, registry
+from app.jobs.registry import JobServices, Registry, registry
 from workers.runtime import DEFAULT_GRACE_S, Worker
 
 log = logging.getLogger("peerpitch.worker")
 
 # The application's handler modules (each registers its kinds on import).
-HANDLER_MODULES: tuple[str, ...] = ("workers.handlers",)
+HANDLER_MODULES: tuple[str, ...] = ("app.tasks",)
 EXTRA_MODULES_ENV = "PEERPITCH_WORKER_EXTRA_MODULES"
 
-ServicesFactory = Callable[[Settings], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
+ServicesFactory = Callable[[Settings], JobServices | Awaitable[JobServices]]
 
 
 def load_handlers(extra: Iterable[str] = ()) -> Registry:
@@ -44,21 +45,21 @@ def load_handlers(extra: Iterable[str] = ()) -> Registry:
     return registry
 
 
-def default_services(settings: Settings) -> dict[str, Any]:
+def default_services(settings: Settings) -> JobServices:
     """What the product's handlers need: the configured media storage."""
     from app.storage import build_storage
 
     base_url = settings.public_base_url or "http://127.0.0.1:8000"
-    return {"storage": build_storage(settings, base_url=base_url)}
+    return JobServices(storage=build_storage(settings, base_url=base_url))
 
 
-async def _build_services(factory: ServicesFactory | None, settings: Settings) -> dict[str, Any]:
+async def _build_services(factory: ServicesFactory | None, settings: Settings) -> JobServices:
     if factory is None:
         return default_services(settings)
     services = factory(settings)
     if inspect.isawaitable(services):
-        services = await services
-    return dict(services)
+        return await services
+    return services
 
 
 async def _serve(
@@ -164,7 +165,7 @@ def start_embedded_worker(
     engine: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
-    services: dict[str, Any] | None = None,
+    services: JobServices,
     registry: Registry | None = None,
     concurrency: int | None = None,
     grace_s: float = DEFAULT_GRACE_S,
@@ -181,6 +182,26 @@ def start_embedded_worker(
         grace_s=grace_s,
     )
     return EmbeddedWorker(worker)
+
+
+@asynccontextmanager
+async def embedded_worker(app: FastAPI) -> AsyncIterator[None]:
+    """The API's background work (``create_app(background=embedded_worker)``): a worker on
+    the API's event loop and engine while PEERPITCH_EMBEDDED_WORKER allows it."""
+    settings: Settings = app.state.settings
+    if not settings.run_embedded_worker:
+        yield
+        return
+    handle = start_embedded_worker(
+        settings,
+        app.state.engine,
+        app.state.sessionmaker,
+        services=JobServices(storage=app.state.storage),
+    )
+    try:
+        yield
+    finally:
+        await handle.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

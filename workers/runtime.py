@@ -20,6 +20,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.jobs.models import JobStatus
+from app.jobs.registry import JobContext, JobServices, PeriodicTask, Registry, TaskContext
+from app.jobs.registry import registry as default_registry
 from app.jobs.service import (
     NOTIFY_CHANNEL,
     ClaimedJob,
@@ -35,8 +38,7 @@ from app.jobs.service import (
     release,
     remove_local_waker,
 )
-from workers.registry import JobContext, PeriodicTask, Registry, TaskContext
-from workers.registry import registry as default_registry
+from workers.events import Claimed, Draining, Finished, Idle, Outcome, WorkerEvents
 
 log = logging.getLogger("peerpitch.worker")
 T = TypeVar("T")
@@ -66,6 +68,15 @@ def asyncpg_dsn(url: URL) -> str:
     )
 
 
+# What a recorded failure means for the job (None: not recorded, see ``Outcome``).
+_FAIL_OUTCOMES: dict[JobStatus | None, Outcome] = {
+    JobStatus.queued: "retrying",
+    JobStatus.failed: "failed",
+    JobStatus.dead: "dead",
+    None: "lease-lost",
+}
+
+
 @dataclass(eq=False)
 class _Running:
     job: ClaimedJob
@@ -74,6 +85,7 @@ class _Running:
     supervisor: asyncio.Task[None] | None = None
     lease_lost: bool = False
     shutdown: bool = False  # cancelled by the worker's shutdown, not by its own fault
+    released: bool = False  # handed back by the drain while its handler ignored cancellation
     started: float = field(default_factory=time.monotonic)
 
 
@@ -85,7 +97,7 @@ class Worker:
         settings: Settings,
         engine: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession],
-        services: dict[str, Any] | None = None,
+        services: JobServices,
         registry: Registry | None = None,
         concurrency: int | None = None,
         worker_id: str | None = None,
@@ -97,8 +109,9 @@ class Worker:
         self.settings = settings
         self.engine = engine
         self.sessionmaker = sessionmaker
-        self.services: dict[str, Any] = services if services is not None else {}
+        self.services = services
         self.registry = registry if registry is not None else default_registry
+        self.registry.check()  # a required kind without a handler: refuse to start
         self.concurrency = max(1, concurrency or settings.worker_concurrency)
         self.worker_id = worker_id or default_worker_id()
         self.grace_s = grace_s
@@ -114,6 +127,7 @@ class Worker:
         self._to_complete: list[tuple[ClaimedJob, asyncio.Future[bool]]] = []
         self._complete_kick = asyncio.Event()
         self.listening = asyncio.Event()  # set while LISTEN is active (tests, bench)
+        self.events = WorkerEvents()  # claimed, idle, finished, draining (tests, bench)
 
     @property
     def running_jobs(self) -> int:
@@ -171,6 +185,7 @@ class Worker:
             grace = 0.0  # cancelled from outside: release at once, then propagate
             raise
         finally:
+            self.events.emit(Draining, len(self._running))
             remove_local_waker(wake)
             for task in aux:
                 task.cancel()
@@ -194,12 +209,14 @@ class Worker:
             self._wake.clear()
             free = self.concurrency - len(self._running)
             timeout = poll_s
+            idle = not kinds
             if free > 0 and kinds:
                 try:
                     jobs = await claim(
                         self.engine, self.worker_id, kinds=kinds, limit=free, lease_s=self.lease_s
                     )
                     failures = 0
+                    idle = not jobs
                 except Exception:
                     failures += 1
                     timeout = min(poll_s * 2**failures, CLAIM_RETRY_MAX_S)
@@ -209,6 +226,8 @@ class Worker:
                     self._start(job)
             if stop_event.is_set():
                 break
+            if idle and not self._wake.is_set():
+                self.events.emit(Idle, len(self._running))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -244,6 +263,7 @@ class Worker:
             self._wake.set()  # a slot is free
 
         running.supervisor.add_done_callback(done)
+        self.events.emit(Claimed, job.id, job.kind, job.attempts)
 
     def _log(
         self, level: int, job: ClaimedJob, msg: str, *args: object, exc_info: bool = False
@@ -269,28 +289,36 @@ class Worker:
         elapsed = time.monotonic() - running.started
         db, jid, wid, attempt = self.engine, job.id, job.worker_id, job.attempts
 
+        outcome: Outcome = "lease-lost"
         if running.lease_lost or isinstance(error, LeaseLost):
             self._log(logging.WARNING, job, "abandoned: lease lost to another worker")
+            if running.released:
+                outcome = "released"
         elif isinstance(error, asyncio.CancelledError) and running.shutdown:
             # Not the job's fault: the attempt is not counted.
             if await self._record(job, lambda: release(db, jid, wid, attempt=attempt)):
                 self._log(logging.INFO, job, "released back to the queue after %.1f s", elapsed)
+                outcome = "released"
         elif isinstance(error, PermanentJobError):
             message = str(error)
-            await self._record(
+            status = await self._record(
                 job, lambda: fail(db, jid, wid, message, permanent=True, attempt=attempt)
             )
             self._log(logging.WARNING, job, "failed permanently: %s", message)
+            outcome = _FAIL_OUTCOMES[status]
         elif error is not None:
             # Includes a handler that cancelled itself: counted, so it cannot loop forever.
             text = "".join(traceback.format_exception(error))
             status = await self._record(job, lambda: fail(db, jid, wid, text, attempt=attempt))
-            outcome = status.value if status else "not recorded: lease lost"
-            self._log(logging.WARNING, job, "attempt %d failed (%s): %r", attempt, outcome, error)
+            recorded = status.value if status else "not recorded: lease lost"
+            self._log(logging.WARNING, job, "attempt %d failed (%s): %r", attempt, recorded, error)
+            outcome = _FAIL_OUTCOMES[status]
         elif await self._record(job, lambda: self._complete(job)):
             self._log(logging.INFO, job, "succeeded in %.3f s", elapsed)
+            outcome = "succeeded"
         else:
             self._log(logging.WARNING, job, "finished, but its lease was lost: it may run again")
+        self.events.emit(Finished, job.id, job.kind, job.attempts, outcome)
 
     async def _record(self, job: ClaimedJob, op: Callable[[], Awaitable[T]]) -> T | None:
         """Write an outcome, retrying briefly through a database blip; if it still fails,
@@ -423,6 +451,7 @@ class Worker:
                 # The handler ignores cancellation: hand the job back regardless, and make
                 # its supervisor record nothing should the handler ever finish.
                 running.lease_lost = True
+                running.released = True
                 await self._release_now(running.job)
         if stuck:
             log.error("%d handler(s) ignored cancellation; their jobs were released", len(stuck))

@@ -6,14 +6,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.clips import service
+from app.clips import ingest, service
 from app.clips.models import ClipKind, ClipStatus
 from app.clips.schemas import ClipCreate, ClipCreated, ClipOut, ClipUpdate, UploadSummary
 from app.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
 from app.idempotency.service import idempotent
 from app.openapi_meta import errors
 from app.pagination import Page, PageParams, page_params
-from app.uploads import service as uploads
 from app.views.service import stats_for
 
 router = APIRouter(prefix="/v1/clips", tags=["clips"])
@@ -133,7 +132,7 @@ async def put_source(
 ) -> ClipOut:
     clip = await service.get_clip(session, principal, clip_id)
     length = request.headers.get("content-length")
-    clip = await uploads.put_source(
+    clip = await ingest.put_source(
         session,
         storage,
         principal,

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Select, String, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.clips import lifecycle
 from app.clips.access import ensure_can_edit, is_visible, visible_to
 from app.clips.models import Clip, ClipKind, ClipStatus, clip_prefix
 from app.clips.schemas import ClipCreate, ClipUpdate
 from app.config import Settings
 from app.db import utcnow, uuid7
 from app.errors import NotFound, Unprocessable
-from app.jobs.service import enqueue
 from app.pagination import PageParams, SortKey, paginate
 from app.stages.models import Skill, Stage
 from app.storage.base import Storage
@@ -62,7 +62,7 @@ async def create_clip(
 ) -> CreatedClip:
     await validate_taxonomy(session, principal, data.stage, data.skills)
     clip_id = uuid7()
-    clip = Clip(
+    clip = lifecycle.new_clip(
         id=clip_id,
         org_id=principal.org_id,
         owner_id=principal.id,
@@ -72,7 +72,6 @@ async def create_clip(
         stage=data.stage,
         skills=list(data.skills),
         visibility=data.visibility,
-        status=ClipStatus.awaiting_upload,
         filename=data.filename,
         content_type=data.content_type,
         size_bytes=data.size_bytes,
@@ -176,11 +175,4 @@ async def delete_clip(session: AsyncSession, principal: Principal, clip_id: uuid
     """Soft delete now (every read filters on deleted_at); a job purges the media."""
     clip = await get_clip(session, principal, clip_id)
     ensure_can_edit(principal, clip)
-    clip.deleted_at = utcnow()
-    await enqueue(
-        session,
-        "purge_clip",
-        {"clip_id": str(clip.id), "org_id": str(clip.org_id)},
-        dedupe_key=f"purge_clip:{clip.id}",
-    )
-    await session.flush()
+    await lifecycle.delete(session, clip)

@@ -15,100 +15,22 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from app.clips.access import visible_to
-from app.clips.models import Clip, ClipKind
 from app.config import Settings
 from app.db import utcnow
 from app.errors import Unprocessable
-from app.exemplars.models import Exemplar
+from app.exemplars.repository import ExemplarRepository
 from app.exemplars.schemas import PrepExemplar, PrepFeedback, PrepKit, PrepStage
-from app.exemplars.service import exemplar_is_visible
-from app.feedback.models import Feedback
+from app.feedback.repository import FeedbackRepository, FeedbackTip
 from app.playback.service import sign_playback
-from app.stages.models import Stage
+from app.stages.repository import StageRepository
 from app.tenancy import Principal
-from app.users.models import User
 
 EXCERPT = 280
 
 
-Owner = aliased(User, name="owner")
-Author = aliased(User, name="author")
-
-
-def _feedback_rows() -> Select[*tuple[Any, ...]]:
-    """What a tip or an open item shows, as plain columns (no ORM objects or loader paths:
-    they cost more than the queries here)."""
-    return (
-        select(
-            Feedback.id,
-            Feedback.clip_id,
-            Feedback.timestamp_ms,
-            Feedback.end_ms,
-            Feedback.skill,
-            Feedback.body,
-            Feedback.helpful_count,
-            Feedback.resolved_at,
-            Feedback.created_at,
-            Clip.title.label("clip_title"),
-            Author.name.label("author_name"),
-        )
-        .join(Clip, Clip.id == Feedback.clip_id)
-        .join(Author, Author.id == Feedback.author_id)
-    )
-
-
-def _newest_open(
-    session: AsyncSession,
-    principal: Principal,
-    my_clips: tuple[ColumnElement[bool], ...],
-    stage: str,
-    limit: int,
-) -> Select[Any]:
-    """Ids of the newest unresolved threads on the caller's clips of a stage.
-
-    On PostgreSQL: the newest ``limit`` of each clip (a LATERAL walk down the partial index
-    ix_feedback_open_roots), then the newest overall, so the cost follows the number of
-    the caller's clips, not of their open feedback. SQLite has no LATERAL; the plain form
-    is fine at the sizes it serves.
-    """
-    open_root = (
-        Feedback.org_id == principal.org_id,
-        Feedback.parent_id.is_(None),
-        Feedback.deleted_at.is_(None),
-        Feedback.resolved_at.is_(None),
-    )
-    mine = (*my_clips, Clip.stage == stage, Clip.open_feedback_count > 0)
-    if session.get_bind().dialect.name != "postgresql":
-        return (
-            select(Feedback.id)
-            .join(Clip, Clip.id == Feedback.clip_id)
-            .where(*open_root, *mine)
-            .order_by(Feedback.created_at.desc(), Feedback.id.desc())
-            .limit(limit)
-        )
-    per_clip = (
-        select(Feedback.id, Feedback.created_at)
-        .where(Feedback.clip_id == Clip.id, *open_root)
-        .order_by(Feedback.created_at.desc(), Feedback.id.desc())
-        .limit(limit)
-        .lateral("per_clip")
-    )
-    return (
-        select(per_clip.c.id)
-        .select_from(Clip)
-        .join(per_clip, true())
-        .where(*mine)
-        .order_by(per_clip.c.created_at.desc(), per_clip.c.id.desc())
-        .limit(limit)
-    )
-
-
-def _tip(settings: Settings, item: Row[Any]) -> PrepFeedback:
+def _tip(settings: Settings, item: FeedbackTip) -> PrepFeedback:
     body = item.body
     return PrepFeedback(
         id=item.id,
@@ -155,26 +77,9 @@ async def prep_kit(
     stage: str | None,
     limit: int,
 ) -> tuple[PrepKit, str]:
-    stages = (
-        await session.execute(
-            select(Stage.key, Stage.name)
-            .where(Stage.org_id == principal.org_id)
-            .order_by(Stage.position, Stage.key)
-        )
-    ).all()
-    my_clips = (
-        Clip.org_id == principal.org_id,
-        Clip.owner_id == principal.id,
-        Clip.deleted_at.is_(None),
-    )
-    open_counts: dict[str, int] = {
-        key: int(count)
-        for key, count in await session.execute(
-            select(Clip.stage, func.sum(Clip.open_feedback_count))
-            .where(*my_clips, Clip.open_feedback_count > 0)
-            .group_by(Clip.stage)
-        )
-    }
+    stages = await StageRepository.of(session, principal).keys_and_names()
+    feedback = FeedbackRepository.of(session, principal)
+    open_counts = await feedback.open_counts_by_stage(principal.id)
     order = {key: i for i, (key, _name) in enumerate(stages)}
     ordered = sorted(stages, key=lambda s: (-open_counts.get(s.key, 0), order[s.key]))
     if stage is None:
@@ -188,47 +93,11 @@ async def prep_kit(
             details=[{"loc": ["query", "stage"], "msg": "not a stage of this organization"}],
         )
 
-    exemplars = (
-        await session.execute(
-            select(
-                Exemplar.clip_id,
-                Exemplar.note,
-                Exemplar.score,
-                Clip.title,
-                Clip.skills,
-                Clip.duration_ms,
-                Clip.media,
-                Owner.name.label("owner_name"),
-            )
-            .join(Clip, Clip.id == Exemplar.clip_id)
-            .join(Owner, Owner.id == Clip.owner_id)
-            .where(*exemplar_is_visible(principal), Clip.stage == stage)
-            .order_by(Exemplar.score.desc(), Exemplar.id.desc())
-            .limit(limit)
-        )
-    ).all()
-    tips = (
-        await session.execute(
-            _feedback_rows()
-            .where(
-                Feedback.org_id == principal.org_id,
-                Clip.org_id == principal.org_id,
-                Clip.stage == stage,
-                Clip.kind.in_((ClipKind.pitch, ClipKind.exemplar)),
-                visible_to(principal),
-                Feedback.deleted_at.is_(None),
-            )
-            .order_by(Feedback.helpful_count.desc(), Feedback.created_at.desc(), Feedback.id.desc())
-            .limit(limit)
-        )
-    ).all()
-    mine = (
-        await session.execute(
-            _feedback_rows()
-            .where(Feedback.id.in_(_newest_open(session, principal, my_clips, stage, limit)))
-            .order_by(Feedback.created_at.desc(), Feedback.id.desc())
-        )
-    ).all()
+    exemplars = await ExemplarRepository.of(session, principal).best_of_stage(
+        principal, stage, limit
+    )
+    tips = await feedback.tips(principal, stage, limit)
+    mine = await feedback.newest_open_on_clips_of(principal.id, stage, limit)
 
     now = time.time()
     signed = [

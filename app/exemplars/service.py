@@ -7,24 +7,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select, update
+from sqlalchemy import Select, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy.orm import joinedload
 
-from app.clips.access import OVERSEERS, visible_to
+from app.clips.access import OVERSEERS
 from app.clips.models import Clip, ClipKind, ClipStatus
 from app.clips.service import get_clip, has_skill, matches_text
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.exemplars.models import Exemplar, ExemplarAction, ExemplarEvent, ExemplarLink
+from app.exemplars.repository import ExemplarRepository, save_scores, score_inputs
 from app.exemplars.scoring import exemplar_score
-from app.feedback.models import Feedback
+from app.feedback.repository import helpful_by_clip
 from app.notifications.models import NotificationKind
 from app.notifications.service import Cause, notify
 from app.pagination import PageParams, SortKey, paginate
 from app.tenancy import Principal
 from app.users.models import Role
-from app.views.models import ClipView
+from app.views.repository import view_totals
 
 # More exemplars than one stage of an org plausibly has; bounds the auto-link candidates.
 MAX_LINK_CANDIDATES = 1000
@@ -40,25 +41,9 @@ def ensure_can_curate(principal: Principal, clip: Clip) -> None:
     raise Forbidden("Coaches and admins curate exemplars; top performers their own clips.")
 
 
-def exemplar_is_visible(principal: Principal) -> tuple[ColumnElement[bool], ...]:
-    """Conditions (over Exemplar joined to its Clip) for exemplars the caller may see and
-    play."""
-    return (
-        Exemplar.org_id == principal.org_id,
-        Clip.org_id == principal.org_id,
-        Clip.status == ClipStatus.ready,
-        visible_to(principal),
-    )
-
-
-def visible_exemplars(principal: Principal) -> Select[Exemplar]:
+def visible_exemplars(session: AsyncSession, principal: Principal) -> Select[Exemplar]:
     """Exemplars whose clip the caller may see and that can be played, with clip and owner."""
-    return (
-        select(Exemplar)
-        .join(Exemplar.clip)
-        .where(*exemplar_is_visible(principal))
-        .options(contains_eager(Exemplar.clip).joinedload(Clip.owner))
-    )
+    return ExemplarRepository.of(session, principal).visible(principal)
 
 
 async def mark(
@@ -68,7 +53,7 @@ async def mark(
     ensure_can_curate(principal, clip)
     if clip.status != ClipStatus.ready:
         raise Conflict("Only a clip that finished processing can be an exemplar.", code="not_ready")
-    exemplar = await session.scalar(select(Exemplar).where(Exemplar.clip_id == clip.id))
+    exemplar = await ExemplarRepository.of(session, principal).of_clip(clip.id)
     endorsed = principal.has_role(*OVERSEERS)
     if exemplar is None:
         exemplar = Exemplar(
@@ -104,7 +89,7 @@ async def unmark(session: AsyncSession, principal: Principal, clip_id: uuid.UUID
     """Idempotent: unmarking a clip that is not an exemplar changes nothing."""
     clip = await get_clip(session, principal, clip_id)
     ensure_can_curate(principal, clip)
-    exemplar = await session.scalar(select(Exemplar).where(Exemplar.clip_id == clip.id))
+    exemplar = await ExemplarRepository.of(session, principal).of_clip(clip.id)
     clip.is_exemplar = False
     if exemplar is None:
         return
@@ -122,7 +107,7 @@ async def unmark(session: AsyncSession, principal: Principal, clip_id: uuid.UUID
 
 async def get_exemplar(session: AsyncSession, principal: Principal, clip_id: uuid.UUID) -> Exemplar:
     found = await session.scalar(
-        visible_exemplars(principal)
+        visible_exemplars(session, principal)
         .where(Exemplar.clip_id == clip_id)
         .execution_options(populate_existing=True)
     )
@@ -140,35 +125,12 @@ async def refresh_scores(
     """Recompute the statistics and score of exemplars (the given ones, or all): distinct
     viewers and completions from clip_views, helpful marks from their feedback."""
     now = now or utcnow()
-    stmt = select(Exemplar.id, Exemplar.clip_id, Exemplar.endorsed, Clip.created_at).join(
-        Clip, Clip.id == Exemplar.clip_id
-    )
-    if clip_ids is not None:
-        stmt = stmt.where(Exemplar.clip_id.in_(list(clip_ids)))
-    rows = (await session.execute(stmt)).all()
+    rows = await score_inputs(session, clip_ids)
     for start in range(0, len(rows), _REFRESH_CHUNK):
         chunk = rows[start : start + _REFRESH_CHUNK]
         ids = [r.clip_id for r in chunk]
-        views = {
-            clip_id: (int(viewers), int(completed or 0))
-            for clip_id, viewers, completed in await session.execute(
-                select(
-                    ClipView.clip_id,
-                    func.count(ClipView.id),
-                    func.sum(case((ClipView.completed, 1), else_=0)),
-                )
-                .where(ClipView.clip_id.in_(ids))
-                .group_by(ClipView.clip_id)
-            )
-        }
-        helpful = {
-            clip_id: int(total or 0)
-            for clip_id, total in await session.execute(
-                select(Feedback.clip_id, func.sum(Feedback.helpful_count))
-                .where(Feedback.clip_id.in_(ids), Feedback.deleted_at.is_(None))
-                .group_by(Feedback.clip_id)
-            )
-        }
+        views = await view_totals(session, ids)
+        helpful = await helpful_by_clip(session, ids)
         values = []
         for row in chunk:
             viewers, completed = views.get(row.clip_id, (0, 0))
@@ -186,12 +148,11 @@ async def refresh_scores(
                         helpful=marks,
                         completion_rate=rate,
                         viewers=viewers,
-                        age_days=(now - row.created_at).total_seconds() / 86400,
+                        age_days=(now - row.clip_created_at).total_seconds() / 86400,
                     ),
                 }
             )
-        if values:
-            await session.execute(update(Exemplar), values)
+        await save_scores(session, values)
     return len(rows)
 
 
@@ -205,7 +166,7 @@ class LibraryFilters:
 async def library(
     session: AsyncSession, principal: Principal, filters: LibraryFilters, page: PageParams
 ) -> tuple[list[Exemplar], str | None]:
-    stmt = visible_exemplars(principal)
+    stmt = visible_exemplars(session, principal)
     if filters.stage:
         stmt = stmt.where(Clip.stage == filters.stage)
     if filters.skill:
@@ -245,7 +206,7 @@ async def links_for_clip(
     library and the clip's current stage and skills. Two statements whatever the size."""
     manual_rows = (
         await session.execute(
-            visible_exemplars(principal)
+            visible_exemplars(session, principal)
             .add_columns(ExemplarLink)
             .join(
                 ExemplarLink,
@@ -268,7 +229,7 @@ async def links_for_clip(
     taken = {link.exemplar.clip_id for link in links} | {clip.id}
     candidates = (
         await session.scalars(
-            visible_exemplars(principal)
+            visible_exemplars(session, principal)
             .where(Clip.stage == clip.stage, Clip.id != clip.id)
             .order_by(Exemplar.score.desc(), Exemplar.id.desc())
             .limit(MAX_LINK_CANDIDATES)
@@ -297,7 +258,7 @@ async def add_manual_link(
     if exemplar_clip_id == clip.id:
         raise Unprocessable("A clip cannot link to itself.", code="self_link")
     exemplar = await session.scalar(
-        visible_exemplars(principal).where(Exemplar.clip_id == exemplar_clip_id)
+        visible_exemplars(session, principal).where(Exemplar.clip_id == exemplar_clip_id)
     )
     if exemplar is None:
         raise Unprocessable(
@@ -305,10 +266,8 @@ async def add_manual_link(
             code="not_an_exemplar",
             details=[{"loc": ["body", "exemplar_id"], "msg": "not an exemplar you can see"}],
         )
-    existing = await session.scalar(
-        select(ExemplarLink.id).where(
-            ExemplarLink.clip_id == clip.id, ExemplarLink.exemplar_clip_id == exemplar.clip_id
-        )
+    existing = await ExemplarRepository.of(session, principal).manual_link(
+        clip.id, exemplar.clip_id
     )
     if existing is None:
         session.add(
@@ -328,13 +287,7 @@ async def remove_manual_link(
 ) -> None:
     clip = await get_clip(session, principal, clip_id)
     _ensure_can_choose_links(principal, clip)
-    link = await session.scalar(
-        select(ExemplarLink).where(
-            ExemplarLink.org_id == principal.org_id,
-            ExemplarLink.clip_id == clip.id,
-            ExemplarLink.exemplar_clip_id == exemplar_clip_id,
-        )
-    )
+    link = await ExemplarRepository.of(session, principal).manual_link(clip.id, exemplar_clip_id)
     if link is None:
         raise NotFound("This clip has no manual link to that exemplar.")
     await session.delete(link)

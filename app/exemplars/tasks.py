@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 
 from app.exemplars.service import refresh_scores
-from workers.registry import TaskContext
+from app.jobs.registry import TaskContext
 
 log = logging.getLogger("peerpitch.exemplars")
 

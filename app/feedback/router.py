@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from app.deps import PrincipalDep, SessionDep
 from app.feedback import service
 from app.feedback.models import Feedback
+from app.feedback.repository import FeedbackItem
 from app.feedback.schemas import (
     FeedbackCreate,
     FeedbackOut,
@@ -33,51 +34,48 @@ def _person(person_id: uuid.UUID | None, name: str | None, role: Role | None) ->
     return {"id": str(person_id), "name": name, "role": role}
 
 
-def _fields(row: service.ItemRow, mine: set[uuid.UUID]) -> dict[str, Any]:
-    """An item's FeedbackOut fields from its row, as plain data: a page holds hundreds of
-    items, and building models for them costs more than the queries. (Unpacking the row
-    in service._ITEM_COLUMNS order is several times cheaper than reading it by name; ids
-    as text because the driver's UUID type is slow to serialize.)"""
-    (
-        item_id, clip_id, parent_id, body, timestamp_ms, end_ms, skill, annotation,
-        response_clip_id, mentions, resolved_at, edited_at, deleted_at, helpful_count,
-        created_at, author_id, author_name, author_role, resolver_id, resolver_name,
-        resolver_role,
-    ) = row[: service.ITEM_WIDTH]  # fmt: skip
+def _fields(item: FeedbackItem) -> dict[str, Any]:
+    """An item's FeedbackOut fields as plain data: a page holds hundreds of items, and
+    building models for them costs more than the queries. (Ids as text because the
+    driver's UUID type is slow to serialize.)"""
+    parent_id, response_clip_id, mentions = (
+        item.parent_id,
+        item.response_clip_id,
+        item.mentions_json,
+    )
     return {
-        "id": str(item_id),
-        "clip_id": str(clip_id),
+        "id": str(item.id),
+        "clip_id": str(item.clip_id),
         "parent_id": None if parent_id is None else str(parent_id),
-        "author": _person(author_id, author_name, author_role),
-        "body": body,
-        "timestamp_ms": timestamp_ms,
-        "end_ms": end_ms,
-        "skill": skill,
-        "annotation": annotation,
+        "author": _person(item.author_id, item.author_name, item.author_role),
+        "body": item.body,
+        "timestamp_ms": item.timestamp_ms,
+        "end_ms": item.end_ms,
+        "skill": item.skill,
+        "annotation": item.annotation,
         "response_clip_id": None if response_clip_id is None else str(response_clip_id),
         "mentions": json.loads(mentions) if mentions else [],
-        "resolved_at": resolved_at,
-        "resolved_by": _person(resolver_id, resolver_name, resolver_role),
-        "edited_at": edited_at,
-        "deleted": deleted_at is not None,
-        "helpful_count": helpful_count,
-        "reacted_by_me": item_id in mine,
-        "created_at": created_at,
+        "resolved_at": item.resolved_at,
+        "resolved_by": _person(item.resolver_id, item.resolver_name, item.resolver_role),
+        "edited_at": item.edited_at,
+        "deleted": item.deleted_at is not None,
+        "helpful_count": item.helpful_count,
+        "reacted_by_me": bool(item.reacted_by_me),
+        "created_at": item.created_at,
     }
 
 
-def feedback_out(row: service.ItemRow, mine: set[uuid.UUID]) -> FeedbackOut:
-    return FeedbackOut.model_validate(_fields(row, mine))
+def feedback_out(item: FeedbackItem) -> FeedbackOut:
+    return FeedbackOut.model_validate(_fields(item))
 
 
-def thread_fields(thread: service.Thread, mine: set[uuid.UUID]) -> dict[str, Any]:
-    replies = [_fields(r, mine) for r in thread.replies]
-    return {**_fields(thread.root, mine), "reply_count": len(replies), "replies": replies}
+def thread_fields(thread: service.Thread) -> dict[str, Any]:
+    replies = [_fields(r) for r in thread.replies]
+    return {**_fields(thread.root), "reply_count": len(replies), "replies": replies}
 
 
 async def _one(session: SessionDep, principal: PrincipalDep, item: Feedback) -> FeedbackOut:
-    row = await service.item_row(session, principal, item.id)
-    return feedback_out(row, await service.reacted_by(session, principal, [item.id]))
+    return feedback_out(await service.item_for(session, principal, item.id))
 
 
 @router.post(
@@ -99,7 +97,7 @@ async def create_feedback(
 ) -> JSONResponse:
     async def produce() -> tuple[int, dict[str, object]]:
         item = await service.create_feedback(session, principal, clip_id, body)
-        out = feedback_out(await service.item_row(session, principal, item.id), set())
+        out = feedback_out(await service.item_for(session, principal, item.id))
         return 201, out.model_dump(mode="json")
 
     scope = f"POST /v1/clips/{clip_id}/feedback"
@@ -124,11 +122,11 @@ async def list_feedback(
     author_id: uuid.UUID | None = None,
 ) -> Response:
     filters = service.FeedbackFilters(resolved=resolved, skill=skill, author_id=author_id)
-    threads, mine, cursor = await service.list_threads(session, principal, clip_id, filters, page)
+    threads, cursor = await service.list_threads(session, principal, clip_id, filters, page)
     # Plain data serialized in one pass, in the same JSON form as the response model (the
     # tests validate pages against it): building models for hundreds of items would cost
     # more than the queries.
-    page_out = {"items": [thread_fields(t, mine) for t in threads], "next_cursor": cursor}
+    page_out = {"items": [thread_fields(t) for t in threads], "next_cursor": cursor}
     return Response(orjson.dumps(page_out, option=orjson.OPT_UTC_Z), media_type=JSON)
 
 

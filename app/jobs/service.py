@@ -44,6 +44,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import NamedFromClause
 
 from app.db import utcnow, uuid7
+from app.jobs.kinds import JobKind
 from app.jobs.models import UNFINISHED, UNFINISHED_SQL, Job, JobStatus
 
 log = logging.getLogger("peerpitch.jobs")
@@ -184,7 +185,7 @@ def _insert_job(dialect: str, values: dict[str, Any], *, dedupe: bool) -> Insert
 
 async def enqueue(
     session: AsyncSession,
-    kind: str,
+    kind: JobKind | str,
     payload: dict[str, Any],
     *,
     priority: int = 100,
@@ -194,7 +195,9 @@ async def enqueue(
 ) -> Job:
     """Add a job to the caller's transaction (never commits): it runs only if that
     transaction commits. With a ``dedupe_key`` that an unfinished job already holds,
-    returns that job instead of adding another."""
+    returns that job instead of adding another. An undeclared kind raises
+    ``UnknownJobKind`` at once."""
+    kind = JobKind.of(kind).name
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
     dialect = session.get_bind().dialect.name

@@ -8,12 +8,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
 
-from app.db import utcnow
 from app.notifications.models import Notification, NotificationKind
+from app.notifications.repository import NotificationRepository
 from app.pagination import PageParams, SortKey, paginate
 from app.tenancy import Principal
 
@@ -67,15 +65,7 @@ def notify(
 async def list_notifications(
     session: AsyncSession, principal: Principal, unread: bool | None, page: PageParams
 ) -> tuple[list[Notification], str | None]:
-    stmt = (
-        select(Notification)
-        .where(Notification.org_id == principal.org_id, Notification.user_id == principal.id)
-        .options(joinedload(Notification.actor))
-    )
-    if unread is True:
-        stmt = stmt.where(Notification.read_at.is_(None))
-    elif unread is False:
-        stmt = stmt.where(Notification.read_at.is_not(None))
+    stmt = NotificationRepository.of(session, principal).of_user(principal.id, unread)
     return await paginate(session, stmt, _ORDER, page)
 
 
@@ -83,27 +73,8 @@ async def mark_read(
     session: AsyncSession, principal: Principal, ids: Sequence[uuid.UUID] | None
 ) -> int:
     """Mark the caller's notifications read (the given ids, or all); others' ids are ignored."""
-    stmt = (
-        update(Notification)
-        .where(
-            Notification.org_id == principal.org_id,
-            Notification.user_id == principal.id,
-            Notification.read_at.is_(None),
-        )
-        .values(read_at=utcnow())
-    )
-    if ids is not None:
-        stmt = stmt.where(Notification.id.in_(list(ids)))
-    result = await session.execute(stmt)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return await NotificationRepository.of(session, principal).mark_read(principal.id, ids)
 
 
 async def unread_count(session: AsyncSession, principal: Principal) -> int:
-    count = await session.scalar(
-        select(func.count(Notification.id)).where(
-            Notification.org_id == principal.org_id,
-            Notification.user_id == principal.id,
-            Notification.read_at.is_(None),
-        )
-    )
-    return int(count or 0)
+    return await NotificationRepository.of(session, principal).unread_count(principal.id)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import uuid
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import error_body
+from app.errors import handle_error
 from app.logging import request_id_var
 
 log = logging.getLogger("peerpitch.access")
@@ -64,27 +64,14 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            # Handled here rather than by Starlette's outermost error middleware, so the
-            # log line and the 500 still carry the request id (and CORS is irrelevant: the
-            # envelope is all a client needs). Never a traceback in the response.
+        except Exception as exc:
+            # Caught here, inside the request's context, so the log line and the 500 carry
+            # the request id; the one error handler renders the body (never a traceback).
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if response_started:
                 raise
-            body = json.dumps(
-                error_body("internal_error", "An unexpected error occurred.")
-            ).encode()
-            await send_with_id(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send_with_id({"type": "http.response.body", "body": body})
+            response = await handle_error(Request(scope, receive), exc)
+            await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

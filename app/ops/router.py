@@ -3,9 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
-from app.errors import error_body
+from app.db import ping
+from app.errors import ServiceUnavailable
 from app.openapi_meta import errors
 
 router = APIRouter(tags=["operations"])
@@ -24,8 +24,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
-        async with request.app.state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await ping(request.app.state.engine)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}: {exc}"[:300]
@@ -38,9 +37,7 @@ async def readyz(request: Request) -> JSONResponse:
             checks["storage"] = f"error: {type(exc).__name__}: {exc}"[:300]
     failing = {k: v for k, v in checks.items() if v != "ok"}
     if failing:
-        return JSONResponse(
-            error_body("not_ready", "A dependency is unreachable.", checks), status_code=503
-        )
+        raise ServiceUnavailable("A dependency is unreachable.", code="not_ready", details=checks)
     return JSONResponse({"status": "ok", "checks": checks})
 
 

@@ -11,15 +11,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clips.access import OVERSEERS
-from app.clips.models import Clip
 from app.db import utcnow
 from app.errors import Forbidden
-from app.feedback.models import Feedback
-from app.reviews.models import ReviewScore
+from app.feedback.repository import FeedbackRepository
+from app.reviews.repository import ReviewRepository
 from app.reviews.schemas import (
     FeedbackStats,
     ScoreStats,
@@ -30,8 +28,8 @@ from app.reviews.schemas import (
     TrendWindow,
 )
 from app.stages.service import list_stages
-from app.tenancy import Principal, get_in_org
-from app.users.models import User
+from app.tenancy import Principal
+from app.users.repository import UserRepository
 from app.users.schemas import PersonOut
 
 HALF_LIFE_DAYS = 60.0
@@ -101,53 +99,27 @@ def trend(facts: _SkillFacts, now: datetime) -> Trend:
 async def skill_profile(
     session: AsyncSession, principal: Principal, user_id: uuid.UUID
 ) -> SkillProfile:
-    user = await get_in_org(session, User, principal, user_id)
+    user = await UserRepository.of(session, principal).get(user_id)
     if user.id != principal.id and not principal.has_role(*OVERSEERS):
         raise Forbidden("Only the user, coaches and admins see a skill profile.")
     now = utcnow()
     facts: dict[tuple[str, str], _SkillFacts] = defaultdict(_SkillFacts)
 
-    scores = await session.execute(
-        select(
-            ReviewScore.stage, ReviewScore.skill, ReviewScore.score, ReviewScore.scored_at
-        ).where(ReviewScore.org_id == principal.org_id, ReviewScore.subject_id == user.id)
-    )
-    for stage_key, skill_key, score, at in scores.all():
+    for stage_key, skill_key, score, at in await ReviewRepository.of(session, principal).scores_of(
+        user.id
+    ):
         facts[(stage_key, skill_key)].scores.append((score, at))
 
     # Feedback threads tagged with a skill on the user's (live) clips; tombstones excluded.
-    tagged = (
-        select(Clip.stage, Feedback.skill)
-        .join(Clip, Clip.id == Feedback.clip_id)
-        .where(
-            Feedback.org_id == principal.org_id,
-            Clip.org_id == principal.org_id,
-            Clip.owner_id == user.id,
-            Clip.deleted_at.is_(None),
-            Feedback.parent_id.is_(None),
-            Feedback.deleted_at.is_(None),
-            Feedback.skill.is_not(None),
-        )
-    )
-    resolved = Feedback.resolved_at.is_not(None)
-    counts = await session.execute(
-        tagged.add_columns(resolved.label("resolved"), func.count(Feedback.id)).group_by(
-            Clip.stage, Feedback.skill, resolved
-        )
-    )
-    for stage_key, skill_key, is_resolved, count in counts.all():
-        item = facts[(stage_key, skill_key)]
-        if is_resolved:
-            item.resolved += int(count)
+    feedback = FeedbackRepository.of(session, principal)
+    for tally in await feedback.skill_tallies(user.id):
+        item = facts[(tally.stage, tally.skill)]
+        if tally.resolved:
+            item.resolved += tally.threads
         else:
-            item.open += int(count)
-    recent = await session.execute(
-        tagged.add_columns(Feedback.created_at).where(
-            Feedback.created_at >= now - timedelta(days=TREND_DAYS)
-        )
-    )
-    for stage_key, skill_key, at in recent.all():
-        facts[(stage_key, skill_key)].recent_feedback.append(at)
+            item.open += tally.threads
+    for note in await feedback.skill_notes_since(user.id, now - timedelta(days=TREND_DAYS)):
+        facts[(note.stage, note.skill)].recent_feedback.append(note.created_at)
 
     stages = []
     for stage in await list_stages(session, principal):

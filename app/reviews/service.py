@@ -6,9 +6,8 @@ import enum
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, or_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload, selectinload
 
 from app.clips.access import OVERSEERS
 from app.clips.models import Clip, ClipStatus
@@ -19,20 +18,15 @@ from app.notifications.models import NotificationKind
 from app.notifications.service import Cause, notify
 from app.pagination import PageParams, SortKey, paginate
 from app.reviews.models import ReviewRequest, ReviewScore, ReviewStatus
+from app.reviews.repository import ReviewRepository
 from app.reviews.schemas import ReviewComplete, ReviewRequestCreate
 from app.stages.service import skill_keys
 from app.tenancy import Principal
-from app.users.models import User
+from app.users.repository import UserRepository
 
 _ORDER = (
     SortKey(ReviewRequest.created_at, descending=True),
     SortKey(ReviewRequest.id, descending=True),
-)
-_LOAD = (
-    joinedload(ReviewRequest.clip),
-    joinedload(ReviewRequest.requester),
-    joinedload(ReviewRequest.reviewer),
-    selectinload(ReviewRequest.scores),
 )
 
 
@@ -67,11 +61,7 @@ async def create_request(
             code="self_review",
             details=[{"loc": ["body", "reviewer_id"], "msg": "choose someone else"}],
         )
-    reviewer = await session.scalar(
-        select(User).where(
-            User.org_id == principal.org_id, User.id == data.reviewer_id, User.is_active
-        )
-    )
+    reviewer = await UserRepository.of(session, principal).active(data.reviewer_id)
     if reviewer is None:
         raise Unprocessable(
             "The reviewer is not an active user of your organization.",
@@ -84,14 +74,7 @@ async def create_request(
             code="invalid_due_at",
             details=[{"loc": ["body", "due_at"], "msg": "in the past"}],
         )
-    pending = await session.scalar(
-        select(ReviewRequest.id).where(
-            ReviewRequest.clip_id == clip.id,
-            ReviewRequest.reviewer_id == reviewer.id,
-            ReviewRequest.status == ReviewStatus.pending,
-        )
-    )
-    if pending is not None:
+    if await ReviewRepository.of(session, principal).pending_exists(clip.id, reviewer.id):
         raise Conflict(
             "A review of this clip by this reviewer is already pending.",
             code="review_already_requested",
@@ -115,20 +98,10 @@ async def create_request(
     return await get_request(session, principal, request.id)
 
 
-def _of_org(principal: Principal) -> Select[ReviewRequest]:
-    """The org's requests on live clips, with what a response shows loaded."""
-    return (
-        select(ReviewRequest)
-        .join(Clip, Clip.id == ReviewRequest.clip_id)
-        .where(ReviewRequest.org_id == principal.org_id, Clip.deleted_at.is_(None))
-        .options(*_LOAD)
-    )
-
-
-def _involving(principal: Principal) -> Select[ReviewRequest]:
+def _involving(session: AsyncSession, principal: Principal) -> Select[ReviewRequest]:
     """Requests the caller takes part in: as reviewer, requester or the reviewed clip's owner
     (coaches and admins: every request of the org). Deleted clips' requests are gone."""
-    stmt = _of_org(principal)
+    stmt = ReviewRepository.of(session, principal).on_live_clips()
     if not principal.has_role(*OVERSEERS):
         stmt = stmt.where(
             or_(
@@ -144,7 +117,7 @@ async def get_request(
     session: AsyncSession, principal: Principal, request_id: uuid.UUID
 ) -> ReviewRequest:
     found = await session.scalar(
-        _involving(principal)
+        _involving(session, principal)
         .where(ReviewRequest.id == request_id)
         .execution_options(populate_existing=True)
     )
@@ -162,7 +135,7 @@ class ReviewFilters:
 async def list_requests(
     session: AsyncSession, principal: Principal, filters: ReviewFilters, page: PageParams
 ) -> tuple[list[ReviewRequest], str | None]:
-    stmt = _of_org(principal)
+    stmt = ReviewRepository.of(session, principal).on_live_clips()
     if filters.box == Box.inbox:
         stmt = stmt.where(ReviewRequest.reviewer_id == principal.id)
     else:

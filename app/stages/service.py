@@ -2,15 +2,14 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from app.errors import Conflict, NotFound
 from app.stages.defaults import DEFAULT_STAGES
 from app.stages.models import Skill, Stage
+from app.stages.repository import StageRepository
 from app.stages.schemas import SkillIn, StageCreate, StageUpdate
-from app.tenancy import Principal, org_select
+from app.tenancy import Principal
 
 
 def seed_default_stages(session: AsyncSession, org_id: uuid.UUID) -> None:
@@ -31,17 +30,12 @@ def seed_default_stages(session: AsyncSession, org_id: uuid.UUID) -> None:
         session.add(stage)
 
 
-def _with_skills(principal: Principal) -> Select[Stage]:
-    return org_select(Stage, principal).options(selectinload(Stage.skills))
-
-
 async def list_stages(session: AsyncSession, principal: Principal) -> list[Stage]:
-    stmt = _with_skills(principal).order_by(Stage.position, Stage.key)
-    return list((await session.scalars(stmt)).all())
+    return await StageRepository.of(session, principal).ordered()
 
 
 async def get_stage(session: AsyncSession, principal: Principal, key: str) -> Stage:
-    stage = (await session.scalars(_with_skills(principal).where(Stage.key == key))).one_or_none()
+    stage = await StageRepository.of(session, principal).by_key(key)
     if stage is None:
         raise NotFound("Stage not found.")
     return stage
@@ -59,16 +53,12 @@ def _replace_skills(stage: Stage, skills: list[SkillIn]) -> None:
 
 
 async def create_stage(session: AsyncSession, principal: Principal, data: StageCreate) -> Stage:
-    clash = await session.scalar(
-        select(Stage.id).where(Stage.org_id == principal.org_id, Stage.key == data.key)
-    )
-    if clash is not None:
+    stages = StageRepository.of(session, principal)
+    if await stages.key_exists(data.key):
         raise Conflict(f"A stage with key {data.key!r} already exists.", code="stage_exists")
     position = data.position
     if position is None:
-        last = await session.scalar(
-            select(func.max(Stage.position)).where(Stage.org_id == principal.org_id)
-        )
+        last = await stages.last_position()
         position = 0 if last is None else last + 1
     stage = Stage(
         org_id=principal.org_id,
@@ -102,9 +92,4 @@ async def update_stage(
 
 async def skill_keys(session: AsyncSession, org_id: uuid.UUID, stage_key: str) -> set[str]:
     """The skill keys of one stage of an org (empty when the stage does not exist)."""
-    rows = await session.scalars(
-        select(Skill.key)
-        .join(Stage, Stage.id == Skill.stage_id)
-        .where(Stage.org_id == org_id, Stage.key == stage_key)
-    )
-    return set(rows.all())
+    return await StageRepository(session, org_id).skill_keys(stage_key)

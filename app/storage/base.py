@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 import anyio.to_thread
 
+from app.errors import AppError
+
 CHUNK_SIZE = 1024 * 1024
 # S3's limits, applied by both adapters so uploads behave the same everywhere.
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -25,33 +27,73 @@ MAX_PART_NUMBER = 10_000
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 
 
-class StorageError(Exception):
-    """A storage operation failed (unreachable backend, I/O error, ...)."""
+class StorageError(AppError):
+    """A storage operation failed (unreachable backend, I/O error, ...): 503, retry later.
+
+    Storage errors are AppErrors, so an error that escapes a service renders like any other.
+    The detail (a path, an S3 message) is ``str(exc)``, for logs; this class shows clients
+    only its generic message. The subclasses below are the caller's mistakes and show it.
+    """
+
+    status_code = 503
+    code = "storage_unavailable"
+    message = "Media storage is unavailable; retry later."
+    headers: dict[str, str] | None = {"Retry-After": "5"}
+    detail_is_public = False
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__((detail or self.code) if self.detail_is_public else None)
+        self.args = (detail,) if detail else ()
 
 
-class ObjectNotFound(StorageError):
+class StorageRequestError(StorageError):
+    """The storage refused the request itself: the detail is the message."""
+
+    headers = None
+    detail_is_public = True
+
+
+class ObjectNotFound(StorageRequestError):
     """The object does not exist."""
 
+    status_code = 404
+    code = "not_found"
 
-class InvalidKey(StorageError, ValueError):
+
+class InvalidKey(StorageRequestError, ValueError):
     """A key, prefix or multipart id that the storage refuses (escape attempt, bad characters)."""
 
+    status_code = 422
+    code = "invalid_key"
 
-class InvalidRange(StorageError, ValueError):
+
+class InvalidRange(StorageRequestError, ValueError):
     """The requested byte range does not overlap the object."""
 
+    status_code = 416
+    code = "range_not_satisfiable"
 
-class UploadNotFound(StorageError):
+
+class UploadNotFound(StorageRequestError):
     """The multipart upload does not exist (never created, completed or aborted)."""
 
+    status_code = 409
+    code = "upload_not_active"
 
-class InvalidPart(StorageError, ValueError):
+
+class InvalidPart(StorageRequestError, ValueError):
     """A part number is out of range, or the parts given to complete do not match the stored
     ones (missing, wrong ETag, out of order, too small)."""
 
+    status_code = 409
+    code = "invalid_part"
 
-class PartTooLarge(StorageError):
+
+class PartTooLarge(StorageRequestError):
     """More bytes arrived for a part than allowed."""
+
+    status_code = 413
+    code = "part_too_large"
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes

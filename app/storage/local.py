@@ -15,6 +15,7 @@ import stat
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -203,6 +204,13 @@ def _discard(f: IO[bytes], path: str) -> None:
         os.unlink(path)
 
 
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    path: str  # real path, inside the storage root
+    stat: os.stat_result
+    info: ObjectInfo
+
+
 class LocalStorage:
     kind: Literal["local"] = "local"
 
@@ -364,23 +372,31 @@ class LocalStorage:
 
         await anyio.to_thread.run_sync(run)
 
-    def _stat(self, key: str) -> ObjectInfo | None:
+    def _locate(self, key: str) -> LocalFile | None:
+        path = self._path(key)
         try:
-            st = os.stat(self._path(key))
+            st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
-        return ObjectInfo(
+        info = ObjectInfo(
             size=st.st_size,
             # Changes whenever the file is replaced (atomic rename gives a new mtime).
             etag=f"{st.st_size:x}-{st.st_mtime_ns:x}",
             content_type=content_type_for(key),
             last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
         )
+        return LocalFile(path=path, stat=st, info=info)
+
+    async def locate(self, key: str) -> LocalFile | None:
+        """The file behind key, for serving it directly (the media route); None when it
+        does not exist. Raises InvalidKey."""
+        return await anyio.to_thread.run_sync(self._locate, key)
 
     async def stat(self, key: str) -> ObjectInfo | None:
-        return await anyio.to_thread.run_sync(self._stat, key)
+        found = await self.locate(key)
+        return None if found is None else found.info
 
     async def open_range(
         self, key: str, start: int = 0, end: int | None = None

@@ -9,27 +9,29 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from starlette.responses import FileResponse
+from starlette.types import Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from app.errors import AppError, Forbidden, NotFound
 from app.openapi_meta import errors
 from app.storage.base import (
+    CHUNK_SIZE,
     InvalidKey,
-    InvalidRange,
     ObjectInfo,
-    ObjectNotFound,
     Storage,
     content_disposition,
     normalize_etag,
 )
 from app.storage.local import (
     DEFAULT_CONTENT_TYPE,
+    LocalFile,
+    LocalStorage,
     verify_media_signature,
     verify_scope_signature,
 )
@@ -96,61 +98,103 @@ def _if_range_allows(if_range: str | None, info: ObjectInfo) -> bool:
     return int(date.timestamp()) == int(info.last_modified.timestamp())
 
 
-async def _close_after(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    # Release the open file even when the client goes away mid-download.
-    try:
-        async for chunk in stream:
-            yield chunk
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+KeyPath = Annotated[str, Path(description="The object's key, as in the signed URL")]
+Exp = Annotated[str | None, Query(description="Expiry, Unix seconds (signed)")]
+Sig = Annotated[str | None, Query(description="HMAC-SHA256 signature (hex)")]
+Dl = Annotated[str | None, Query(description="Download file name (signed)")]
+Ct = Annotated[str | None, Query(description="Content-Type override (signed)")]
+Scope = Annotated[
+    str | None,
+    Query(description="Key prefix the signature covers (playlist segments; signed)"),
+]
 
 
-async def _serve(
-    request: Request,
+class MediaFileResponse(FileResponse):
+    """Starlette's FileResponse (single range, HEAD, streaming) serving the byte range our
+    layer chose: the request's Range and If-Range headers are replaced by that decision, so
+    ranges keep our semantics (see parse_range; malformed or multiple ranges send the whole
+    file, an unsatisfiable one is the JSON 416)."""
+
+    chunk_size = CHUNK_SIZE  # ~1 MiB body messages, as the storage port streams
+
+    def __init__(
+        self,
+        file: LocalFile,
+        span: tuple[int, int] | None,
+        *,
+        headers: dict[str, str],
+        media_type: str,
+    ) -> None:
+        super().__init__(file.path, headers=headers, media_type=media_type, stat_result=file.stat)
+        self.span = span
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
+        if self.span is not None:
+            headers.append((b"range", f"bytes={self.span[0]}-{self.span[1]}".encode()))
+        await super().__call__({**scope, "headers": headers}, receive, send)
+
+
+def _check_signature(
+    secret_key: str,
     key: str,
     exp: str | None,
     sig: str | None,
     dl: str | None,
     ct: str | None,
     scope: str | None,
-    *,
-    head: bool,
-) -> Response:
-    storage: Storage | None = getattr(request.app.state, "storage", None)
-    if storage is None or storage.kind != "local":
-        raise NotFound()
+    now: float,
+) -> int:
+    """The link's expiry (Unix seconds) when its signature covers this request."""
     if not exp or not sig:
         raise Forbidden("This media link is not signed.", code="invalid_signature")
+    invalid = Forbidden("This media link is not valid.", code="invalid_signature")
     try:
         expires = int(exp)
     except ValueError:
-        raise Forbidden("This media link is not valid.", code="invalid_signature") from None
-    now = time.time()
+        raise invalid from None
     if expires < now:
         raise Forbidden("This media link has expired.", code="expired_signature")
-    secret_key: str = request.app.state.settings.secret_key
     if scope is not None:
         # One signature for a folder (playlist segments); no response overrides then.
-        if (
-            dl is not None
-            or ct is not None
-            or not verify_scope_signature(secret_key, key, scope, expires, sig)
-        ):
-            raise Forbidden("This media link is not valid.", code="invalid_signature")
-    elif not verify_media_signature(
-        secret_key, key, expires, sig, filename=dl, content_type=ct, now=now
-    ):
-        raise Forbidden("This media link is not valid.", code="invalid_signature")
+        valid = (
+            dl is None
+            and ct is None
+            and verify_scope_signature(secret_key, key, scope, expires, sig)
+        )
+    else:
+        valid = verify_media_signature(
+            secret_key, key, expires, sig, filename=dl, content_type=ct, now=now
+        )
+    if not valid:
+        raise invalid
+    return expires
 
+
+async def serve_media(
+    request: Request,
+    key: KeyPath,
+    exp: Exp = None,
+    sig: Sig = None,
+    dl: Dl = None,
+    ct: Ct = None,
+    scope: Scope = None,
+) -> Response:
+    storage: Storage | None = getattr(request.app.state, "storage", None)
+    if not isinstance(storage, LocalStorage):
+        raise NotFound()
+    now = time.time()
+    expires = _check_signature(
+        request.app.state.settings.secret_key, key, exp, sig, dl, ct, scope, now
+    )
     try:
-        info = await storage.stat(key)
+        file = await storage.locate(key)
     except InvalidKey:
         raise NotFound() from None
-    if info is None:
+    if file is None:
         raise NotFound()
 
+    info = file.info
     headers = {
         "Accept-Ranges": "bytes",
         "ETag": f'"{info.etag}"',
@@ -161,8 +205,6 @@ async def _serve(
     }
     if dl is not None:
         headers["Content-Disposition"] = content_disposition(dl)
-    media_type = ct or info.content_type or DEFAULT_CONTENT_TYPE
-
     if_none_match = request.headers.get("if-none-match")
     if if_none_match and _etag_matches(if_none_match, info.etag):
         return Response(status_code=304, headers=headers)
@@ -171,38 +213,9 @@ async def _serve(
     range_header = request.headers.get("range")
     if range_header and _if_range_allows(request.headers.get("if-range"), info):
         span = parse_range(range_header, info.size)
-    if span is None:
-        # Bounded by the stat's size, so the body always matches Content-Length.
-        status, start, end = 200, 0, (info.size - 1 if info.size else None)
-        length = info.size
-    else:
-        status, (start, end) = 206, span
-        length = end - start + 1
-        headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
-    headers["Content-Length"] = str(length)
+    media_type = ct or info.content_type or DEFAULT_CONTENT_TYPE
+    return MediaFileResponse(file, span, headers=headers, media_type=media_type)
 
-    if head:
-        return Response(status_code=status, headers=headers, media_type=media_type)
-    try:
-        stream = await storage.open_range(key, start, end)
-    except ObjectNotFound:  # deleted since the stat
-        raise NotFound() from None
-    except InvalidRange:  # truncated since the stat
-        raise _unsatisfiable(info.size) from None
-    return StreamingResponse(
-        _close_after(stream), status_code=status, headers=headers, media_type=media_type
-    )
-
-
-KeyPath = Annotated[str, Path(description="The object's key, as in the signed URL")]
-Exp = Annotated[str | None, Query(description="Expiry, Unix seconds (signed)")]
-Sig = Annotated[str | None, Query(description="HMAC-SHA256 signature (hex)")]
-Dl = Annotated[str | None, Query(description="Download file name (signed)")]
-Ct = Annotated[str | None, Query(description="Content-Type override (signed)")]
-Scope = Annotated[
-    str | None,
-    Query(description="Key prefix the signature covers (playlist segments; signed)"),
-]
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The whole object", "content": {"application/octet-stream": {}}},
@@ -214,37 +227,21 @@ _RESPONSES[403] = {**_RESPONSES[403], "description": "Missing, invalid or expire
 _RESPONSES[404] = {**_RESPONSES[404], "description": "No such object (or storage is not local)"}
 
 
-@router.get(
+router.add_api_route(
     "/v1/media/{key:path}",
+    serve_media,
+    methods=["GET"],
+    name="get_media",
     summary="Read a local media object through a signed URL (Range, ETag)",
     response_class=Response,
     responses=_RESPONSES,
 )
-async def get_media(
-    request: Request,
-    key: KeyPath,
-    exp: Exp = None,
-    sig: Sig = None,
-    dl: Dl = None,
-    ct: Ct = None,
-    scope: Scope = None,
-) -> Response:
-    return await _serve(request, key, exp, sig, dl, ct, scope, head=False)
-
-
-@router.head(
+router.add_api_route(
     "/v1/media/{key:path}",
+    serve_media,
+    methods=["HEAD"],
+    name="head_media",
     summary="Headers of a local media object through a signed URL",
     response_class=Response,
     responses=_RESPONSES,
 )
-async def head_media(
-    request: Request,
-    key: KeyPath,
-    exp: Exp = None,
-    sig: Sig = None,
-    dl: Dl = None,
-    ct: Ct = None,
-    scope: Scope = None,
-) -> Response:
-    return await _serve(request, key, exp, sig, dl, ct, scope, head=True)

@@ -1,4 +1,8 @@
-"""Resumable uploads: one protocol over S3 multipart uploads and the local folder."""
+"""Resumable uploads: one protocol over S3 multipart uploads and the local folder.
+
+This module knows uploads and storage, not clips: the clip's side of an upload (who may
+use it, the status it moves the clip to) is app.clips.ingest, which calls in here.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,36 @@ import math
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db import end_read_transaction, utcnow
-from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
-from app.jobs.service import enqueue
+from app.db import utcnow
+from app.errors import Conflict, Forbidden, PayloadTooLarge, Unprocessable
 from app.storage.base import PartTooLarge, Storage, StoredPart, UploadNotFound
-from app.tenancy import Principal
 from app.uploads.models import Upload, UploadStatus
 from app.uploads.schemas import CompletedPart, PartTargetOut
 from app.uploads.signing import part_signature, verify_part_signature
 
-if TYPE_CHECKING:
-    from app.clips.models import Clip
+
+class UploadTarget(Protocol):
+    """What an upload needs to know of the file it receives (a clip satisfies it)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def org_id(self) -> uuid.UUID: ...
+    @property
+    def source_key(self) -> str: ...
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def sha256(self) -> str | None: ...
+
 
 MiB = 1024 * 1024
 S3_MIN_PART_SIZE = 5 * MiB
@@ -40,21 +57,27 @@ def plan_parts(size_bytes: int, preferred_part_size: int) -> tuple[int, int]:
 
 
 async def start_upload(
-    session: AsyncSession, storage: Storage, settings: Settings, clip: Clip
+    session: AsyncSession,
+    storage: Storage,
+    settings: Settings,
+    target: UploadTarget,
 ) -> Upload:
-    if clip.size_bytes > settings.max_upload_bytes:
+    """Open a resumable upload of ``target``'s bytes to its storage key."""
+    if target.size_bytes > settings.max_upload_bytes:
         raise PayloadTooLarge(
             f"The file is larger than the limit of {settings.max_upload_bytes} bytes.",
             code="file_too_large",
         )
-    part_size, part_count = plan_parts(clip.size_bytes, settings.upload_part_size)
-    multipart_id = await storage.create_multipart(clip.source_key, content_type=clip.content_type)
+    part_size, part_count = plan_parts(target.size_bytes, settings.upload_part_size)
+    multipart_id = await storage.create_multipart(
+        target.source_key, content_type=target.content_type
+    )
     upload = Upload(
-        org_id=clip.org_id,
-        clip_id=clip.id,
-        storage_key=clip.source_key,
+        org_id=target.org_id,
+        clip_id=target.id,
+        storage_key=target.source_key,
         multipart_id=multipart_id,
-        size_bytes=clip.size_bytes,
+        size_bytes=target.size_bytes,
         part_size=part_size,
         part_count=part_count,
         status=UploadStatus.active,
@@ -65,32 +88,7 @@ async def start_upload(
     return upload
 
 
-async def _load(session: AsyncSession, upload_id: uuid.UUID) -> tuple[Upload, Clip]:
-    from app.clips.models import Clip
-
-    row = (
-        await session.execute(
-            select(Upload, Clip)
-            .join(Clip, Clip.id == Upload.clip_id)
-            .where(Upload.id == upload_id, Clip.deleted_at.is_(None))
-        )
-    ).one_or_none()
-    if row is None:
-        raise NotFound("Upload not found.")
-    return row[0], row[1]
-
-
-async def get_owned_upload(
-    session: AsyncSession, principal: Principal, upload_id: uuid.UUID
-) -> tuple[Upload, Clip]:
-    """Uploads are private to the clip's owner; anything else is not found."""
-    upload, clip = await _load(session, upload_id)
-    if upload.org_id != principal.org_id or clip.owner_id != principal.id:
-        raise NotFound("Upload not found.")
-    return upload, clip
-
-
-def _ensure_active(upload: Upload) -> None:
+def ensure_active(upload: Upload) -> None:
     if upload.status == UploadStatus.completed:
         raise Conflict("The upload is already complete.", code="upload_completed")
     if upload.status != UploadStatus.active:
@@ -110,7 +108,7 @@ async def stored_parts(storage: Storage, upload: Upload) -> list[StoredPart]:
         return []
 
 
-def _check_part_number(upload: Upload, number: int) -> None:
+def check_part_number(upload: Upload, number: int) -> None:
     if not 1 <= number <= upload.part_count:
         raise Unprocessable(
             f"Part numbers run from 1 to {upload.part_count}.",
@@ -120,18 +118,15 @@ def _check_part_number(upload: Upload, number: int) -> None:
 
 
 async def part_targets(
-    session: AsyncSession,
     storage: Storage,
     settings: Settings,
-    principal: Principal,
-    upload_id: uuid.UUID,
+    upload: Upload,
     numbers: list[int],
     base_url: str,
 ) -> tuple[list[PartTargetOut], datetime]:
-    upload, _clip = await get_owned_upload(session, principal, upload_id)
-    _ensure_active(upload)
+    ensure_active(upload)
     for number in numbers:
-        _check_part_number(upload, number)
+        check_part_number(upload, number)
     ttl = settings.upload_url_ttl_s
     expires_at = utcnow() + timedelta(seconds=ttl)
     targets: list[PartTargetOut] = []
@@ -157,27 +152,26 @@ async def part_targets(
     return targets, expires_at
 
 
-async def receive_local_part(
-    session: AsyncSession,
-    storage: Storage,
-    settings: Settings,
-    upload_id: uuid.UUID,
-    number: int,
-    expires: int,
-    signature: str,
-    content_length: int | None,
-    body: AsyncIterator[bytes],
-) -> StoredPart:
+def check_part_url(
+    settings: Settings, upload_id: uuid.UUID, number: int, expires: int, signature: str
+) -> None:
     if not verify_part_signature(settings.secret_key, upload_id, number, expires, signature):
         raise Forbidden("The part URL is invalid or has expired.", code="invalid_signature")
-    upload, _clip = await _load(session, upload_id)
-    _ensure_active(upload)
-    _check_part_number(upload, number)
+
+
+def check_part_length(upload: Upload, number: int, content_length: int | None) -> None:
+    ensure_active(upload)
+    check_part_number(upload, number)
     if content_length is not None and content_length > upload.part_size:
         raise PayloadTooLarge(
             f"A part may be at most {upload.part_size} bytes.", code="part_too_large"
         )
-    await end_read_transaction(session)
+
+
+async def write_part(
+    storage: Storage, upload: Upload, number: int, body: AsyncIterator[bytes]
+) -> StoredPart:
+    """Store one part (local storage). Runs outside any transaction: it may take minutes."""
     try:
         return await storage.write_part(
             upload.storage_key, upload.multipart_id, number, body, max_bytes=upload.part_size
@@ -188,37 +182,14 @@ async def receive_local_part(
         ) from exc
 
 
-async def _mark_processing(
-    session: AsyncSession, clip: Clip, *, source_key: str | None = None
-) -> None:
-    """awaiting_upload → processing, guarded: the clip may have been deleted (or its upload
-    aborted) while the bytes were streaming outside any transaction."""
-    from app.clips.models import Clip, ClipStatus
-
-    result = await session.execute(
-        update(Clip)
-        .where(
-            Clip.id == clip.id,
-            Clip.status == ClipStatus.awaiting_upload,
-            Clip.deleted_at.is_(None),
+def check_completion_request(upload: Upload, parts: list[CompletedPart]) -> None:
+    ensure_active(upload)
+    numbers = [p.number for p in parts]
+    if len(numbers) != len(set(numbers)) or any(n > upload.part_count for n in numbers):
+        raise Unprocessable(
+            f"List parts 1..{upload.part_count} once each, with the ETag each PUT returned.",
+            code="invalid_parts",
         )
-        .values(
-            status=ClipStatus.processing,
-            progress=0.0,
-            updated_at=utcnow(),
-            **({"source_key": source_key} if source_key else {}),
-        )
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict("The clip changed during the upload.", code="clip_changed")
-    await session.refresh(clip)
-    # Same transaction as the status change: a committed upload always has its transcode.
-    await enqueue(
-        session,
-        "transcode_clip",
-        {"clip_id": str(clip.id), "org_id": str(clip.org_id)},
-        dedupe_key=f"transcode_clip:{clip.id}",
-    )
 
 
 def _completion_problems(
@@ -245,23 +216,16 @@ def _completion_problems(
     return {k: v for k, v in problems.items() if v}
 
 
-async def complete_upload(
+async def assemble(
     session: AsyncSession,
     storage: Storage,
-    principal: Principal,
-    upload_id: uuid.UUID,
+    upload: Upload,
+    target: UploadTarget,
     parts: list[CompletedPart],
-) -> Clip:
-    upload, clip = await get_owned_upload(session, principal, upload_id)
-    _ensure_active(upload)
-    numbers = [p.number for p in parts]
-    if len(numbers) != len(set(numbers)) or any(n > upload.part_count for n in numbers):
-        raise Unprocessable(
-            f"List parts 1..{upload.part_count} once each, with the ETag each PUT returned.",
-            code="invalid_parts",
-        )
-    # Assembling and hashing gigabytes takes seconds: not inside a transaction.
-    await end_read_transaction(session)
+) -> None:
+    """Join the stored parts into the source object, check its declared SHA-256, and mark
+    the upload completed. Call outside a transaction's long hold: assembling and hashing
+    gigabytes takes seconds."""
     try:
         stored = await storage.list_parts(upload.storage_key, upload.multipart_id)
     except UploadNotFound:
@@ -283,19 +247,19 @@ async def complete_upload(
             upload.multipart_id,
             [(p.number, p.etag) for p in sorted(stored, key=lambda p: p.number)],
         )
-    if clip.sha256:
+    if target.sha256:
         digest = await storage.sha256(upload.storage_key)
-        if digest != clip.sha256:
+        if digest != target.sha256:
             # Put the bytes back into parts so the client can resend only what is wrong.
             reopened = await storage.reopen_multipart(
-                upload.storage_key, part_size=upload.part_size, content_type=clip.content_type
+                upload.storage_key, part_size=upload.part_size, content_type=target.content_type
             )
             await session.execute(
                 update(Upload)
                 .where(Upload.id == upload.id, Upload.status == UploadStatus.active)
                 .values(multipart_id=reopened, updated_at=utcnow())
             )
-            raise ChecksumMismatch(expected=clip.sha256, actual=digest)
+            raise ChecksumMismatch(expected=target.sha256, actual=digest)
     finished = await session.execute(
         update(Upload)
         .where(Upload.id == upload.id, Upload.status == UploadStatus.active)
@@ -303,9 +267,6 @@ async def complete_upload(
     )
     if finished.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("The upload is already complete.", code="upload_completed")
-    await _mark_processing(session, clip)
-    await session.flush()
-    return clip
 
 
 class ChecksumMismatch(Unprocessable):
@@ -321,22 +282,35 @@ class ChecksumMismatch(Unprocessable):
         )
 
 
-async def abort_upload(
-    session: AsyncSession, storage: Storage, principal: Principal, upload_id: uuid.UUID
-) -> None:
-    from app.clips.models import ClipStatus
-
-    upload, clip = await get_owned_upload(session, principal, upload_id)
+async def abort(storage: Storage, upload: Upload) -> bool:
+    """Abort an active upload and free its parts; False if it was not active."""
     if upload.status == UploadStatus.completed:
         raise Conflict("A completed upload cannot be aborted.", code="upload_completed")
-    if upload.status == UploadStatus.active:
+    if upload.status != UploadStatus.active:
+        return False
+    await storage.abort_multipart(upload.storage_key, upload.multipart_id)
+    upload.status = UploadStatus.aborted
+    return True
+
+
+async def end_active(
+    session: AsyncSession,
+    storage: Storage,
+    clip_id: uuid.UUID,
+    status: UploadStatus = UploadStatus.aborted,
+) -> None:
+    """Free the parts of every active upload of a file (idempotent): ``aborted`` when the
+    file is going away, ``completed`` when a whole-file body superseded the upload."""
+    uploads = (
+        await session.scalars(
+            select(Upload).where(Upload.clip_id == clip_id, Upload.status == UploadStatus.active)
+        )
+    ).all()
+    for upload in uploads:
         await storage.abort_multipart(upload.storage_key, upload.multipart_id)
-        upload.status = UploadStatus.aborted
-        if clip.status == ClipStatus.awaiting_upload:
-            clip.status = ClipStatus.failed
-            clip.error_code = "upload_aborted"
-            clip.error_message = "The upload was aborted before it completed."
-    await session.flush()
+        upload.status = status
+        if status == UploadStatus.completed:
+            upload.completed_at = utcnow()
 
 
 class _HashingLimitedStream:
@@ -365,90 +339,61 @@ class _HashingLimitedStream:
             yield chunk
 
 
-async def put_source(
-    session: AsyncSession,
-    storage: Storage,
-    principal: Principal,
-    clip: Clip,
-    content_length: int | None,
-    body: AsyncIterator[bytes],
-) -> Clip:
-    from app.clips.access import ensure_can_edit
-    from app.clips.models import ClipStatus
-
-    if clip.owner_id != principal.id:
-        ensure_can_edit(principal, clip)
-    if clip.status != ClipStatus.awaiting_upload:
-        raise Conflict("This clip already has its source file.", code="already_uploaded")
-    if content_length is not None and content_length != clip.size_bytes:
-        too_big = content_length > clip.size_bytes
+def check_whole_body_length(target: UploadTarget, content_length: int | None) -> None:
+    if content_length is not None and content_length != target.size_bytes:
+        too_big = content_length > target.size_bytes
         error = PayloadTooLarge if too_big else Unprocessable
         raise error(
-            f"Content-Length {content_length} differs from the declared {clip.size_bytes} bytes.",
+            f"Content-Length {content_length} differs from the declared {target.size_bytes} bytes.",
             code="size_mismatch",
         )
-    stream = _HashingLimitedStream(body, clip.size_bytes)
-    # Each attempt streams to its own key, so a concurrent or retried PUT can never
-    # overwrite or delete the bytes of the attempt that wins; the winner's key is recorded.
-    source_key = f"{clip.media_prefix}source-{uuid.uuid4().hex}"
-    await end_read_transaction(session)
+
+
+async def store_whole_body(
+    storage: Storage, target: UploadTarget, prefix: str, body: AsyncIterator[bytes]
+) -> str:
+    """Stream a whole file to a new key under ``prefix``, checking its size and SHA-256;
+    returns the key. Each attempt streams to its own key, so a concurrent or retried PUT
+    can never overwrite or delete the bytes of the attempt that wins. Runs outside any
+    transaction."""
+    stream = _HashingLimitedStream(body, target.size_bytes)
+    key = f"{prefix}source-{uuid.uuid4().hex}"
     try:
-        await storage.put_stream(source_key, stream.__aiter__(), content_type=clip.content_type)
+        await storage.put_stream(key, stream.__aiter__(), content_type=target.content_type)
     except BaseException:
-        await storage.delete(source_key)
+        await storage.delete(key)
         raise
     problem: Unprocessable | None = None
-    if stream.size != clip.size_bytes:
+    if stream.size != target.size_bytes:
         problem = Unprocessable(
-            f"Received {stream.size} bytes; {clip.size_bytes} were declared.", code="size_mismatch"
+            f"Received {stream.size} bytes; {target.size_bytes} were declared.",
+            code="size_mismatch",
         )
-    elif clip.sha256 and stream.sha256.hexdigest() != clip.sha256:
+    elif target.sha256 and stream.sha256.hexdigest() != target.sha256:
         problem = Unprocessable(
             "The body's SHA-256 does not match the declared one.",
             code="checksum_mismatch",
-            details={"expected": clip.sha256, "actual": stream.sha256.hexdigest()},
+            details={"expected": target.sha256, "actual": stream.sha256.hexdigest()},
         )
     if problem is not None:
-        await storage.delete(source_key)
+        await storage.delete(key)
         raise problem
+    return key
+
+
+async def expire_stale(
+    session: AsyncSession, storage: Storage, *, limit: int = 100
+) -> list[uuid.UUID]:
+    """Abort uploads past their deadline; returns the ids of the files they were for."""
     uploads = (
         await session.scalars(
-            select(Upload).where(Upload.clip_id == clip.id, Upload.status == UploadStatus.active)
-        )
-    ).all()
-    try:
-        await _mark_processing(session, clip, source_key=source_key)
-    except Conflict:
-        await storage.delete(source_key)  # another attempt won, or the clip went away
-        raise
-    for upload in uploads:
-        # The multipart upload is superseded by the whole-file body.
-        await storage.abort_multipart(upload.storage_key, upload.multipart_id)
-        upload.status = UploadStatus.completed
-        upload.completed_at = utcnow()
-    await session.flush()
-    return clip
-
-
-async def expire_stale_uploads(session: AsyncSession, storage: Storage, *, limit: int = 100) -> int:
-    """Abort uploads past their deadline and fail their clips with ``upload_expired``."""
-    from app.clips.models import Clip, ClipStatus
-
-    rows = (
-        await session.execute(
-            select(Upload, Clip)
-            .join(Clip, Clip.id == Upload.clip_id)
+            select(Upload)
             .where(Upload.status == UploadStatus.active, Upload.expires_at < utcnow())
             .limit(limit)
         )
     ).all()
-    for upload, clip in rows:
+    for upload in uploads:
         await storage.abort_multipart(upload.storage_key, upload.multipart_id)
         upload.status = UploadStatus.expired
-        if clip.status == ClipStatus.awaiting_upload:
-            clip.status = ClipStatus.failed
-            clip.error_code = "upload_expired"
-            clip.error_message = "The upload was not completed in time."
-            clip.updated_at = utcnow()
     await session.flush()
-    return len(rows)
+    return [upload.clip_id for upload in uploads]

@@ -2,15 +2,16 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.security import hash_password
 from app.auth.service import revoke_user_tokens
 from app.errors import Conflict
 from app.pagination import PageParams, SortKey, paginate
-from app.tenancy import Principal, get_in_org, org_select
+from app.tenancy import Principal
 from app.users.models import Role, User
+from app.users.repository import UserRepository
 from app.users.schemas import UserCreate, UserUpdate
 
 
@@ -52,28 +53,24 @@ async def create_user(session: AsyncSession, principal: Principal, data: UserCre
 async def list_users(
     session: AsyncSession, principal: Principal, params: PageParams
 ) -> tuple[list[User], str | None]:
-    return await paginate(session, org_select(User, principal), [SortKey(User.id)], params)
+    users = UserRepository.of(session, principal)
+    return await paginate(session, users.select(), [SortKey(User.id)], params)
 
 
 async def get_user(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> User:
-    return await get_in_org(session, User, principal, user_id)
+    return await UserRepository.of(session, principal).get(user_id)
 
 
 async def update_user(
     session: AsyncSession, principal: Principal, user_id: uuid.UUID, data: UserUpdate
 ) -> User:
-    user = await get_in_org(session, User, principal, user_id)
+    users = UserRepository.of(session, principal)
+    user = await users.get(user_id)
     losing_admin = user.role == Role.admin and (
         (data.role is not None and data.role != Role.admin) or data.is_active is False
     )
-    if losing_admin:
-        admins = await session.scalar(
-            select(func.count())
-            .select_from(User)
-            .where(User.org_id == user.org_id, User.role == Role.admin, User.is_active.is_(True))
-        )
-        if (admins or 0) <= 1:
-            raise Conflict("An organization must keep at least one admin.", code="last_admin")
+    if losing_admin and await users.active_admin_count() <= 1:
+        raise Conflict("An organization must keep at least one admin.", code="last_admin")
     if data.name is not None:
         user.name = data.name.strip()
     if data.role is not None:

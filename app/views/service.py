@@ -6,13 +6,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Integer, case, cast, func, or_, select
+from sqlalchemy import case, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import contains_eager, joinedload
 
-from app.clips.access import OVERSEERS, visible_to
-from app.clips.models import Clip
+from app.clips.access import OVERSEERS
 from app.clips.service import get_clip
 from app.db import utcnow, uuid7
 from app.errors import Conflict, Forbidden, Unprocessable
@@ -20,6 +18,7 @@ from app.pagination import PageParams, SortKey, paginate
 from app.playback.service import is_playable
 from app.tenancy import Principal
 from app.views.models import ClipView
+from app.views.repository import ViewRepository
 from app.views.schemas import Progress, ViewIn, ViewStats
 
 _ORDER = (SortKey(ClipView.last_watched_at, descending=True), SortKey(ClipView.id, descending=True))
@@ -76,11 +75,7 @@ async def record_view(
         },
     )
     await session.execute(stmt)
-    view = await session.scalar(
-        select(ClipView)
-        .where(ClipView.clip_id == clip.id, ClipView.user_id == principal.id)
-        .execution_options(populate_existing=True)
-    )
+    view = await ViewRepository.of(session, principal).of_user(clip.id, principal.id)
     assert view is not None
     return view
 
@@ -91,21 +86,9 @@ async def stats_for(
     """View counts and the caller's progress for a page of clips: one aggregate query."""
     if not clip_ids:
         return {}
-    mine = ClipView.user_id == principal.id
-    stmt = (
-        select(
-            ClipView.clip_id,
-            func.count(ClipView.id),
-            func.max(case((mine, ClipView.position_ms))),
-            func.max(case((mine, ClipView.watched_ms))),
-            func.max(case((mine, cast(ClipView.completed, Integer)))),
-            func.max(case((mine, ClipView.last_watched_at))),
-        )
-        .where(ClipView.org_id == principal.org_id, ClipView.clip_id.in_(list(clip_ids)))
-        .group_by(ClipView.clip_id)
-    )
     out: dict[uuid.UUID, ViewStats] = {}
-    for clip_id, count, position, watched, completed, last in (await session.execute(stmt)).all():
+    stats = await ViewRepository.of(session, principal).stats(clip_ids, principal.id)
+    for clip_id, count, position, watched, completed, last in stats:
         progress = None
         if last is not None:
             progress = Progress(
@@ -124,11 +107,7 @@ async def list_viewers(
     clip = await get_clip(session, principal, clip_id)
     if clip.owner_id != principal.id and not principal.has_role(*OVERSEERS):
         raise Forbidden("Only the clip's owner, coaches and admins see who watched it.")
-    stmt = (
-        select(ClipView)
-        .where(ClipView.org_id == principal.org_id, ClipView.clip_id == clip.id)
-        .options(joinedload(ClipView.user))
-    )
+    stmt = ViewRepository.of(session, principal).viewers(clip.id)
     return await paginate(session, stmt, _ORDER, page)
 
 
@@ -136,15 +115,5 @@ async def history(
     session: AsyncSession, principal: Principal, page: PageParams
 ) -> tuple[list[ClipView], str | None]:
     """What the caller watched, most recent first, among clips they may still see."""
-    stmt = (
-        select(ClipView)
-        .join(ClipView.clip)
-        .where(
-            ClipView.org_id == principal.org_id,
-            ClipView.user_id == principal.id,
-            Clip.org_id == principal.org_id,
-            visible_to(principal),
-        )
-        .options(contains_eager(ClipView.clip))
-    )
+    stmt = ViewRepository.of(session, principal).history(principal)
     return await paginate(session, stmt, _ORDER, page)

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.api.test_views import DURATION_MS, playable_clip
+from tests.helpers.api import DURATION_MS, playable_clip
 
 __all__ = ["DURATION_MS", "playable_clip", "post_feedback", "statements_during"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -16,10 +15,10 @@ from sqlalchemy import select, update
 from app.db import utcnow
 from app.jobs.models import Job, JobStatus
 from app.uploads.models import Upload
-from app.uploads.tasks import expire_uploads
-from tests.api.test_clips import clip_body
-from tests.api.test_uploads import _source_key
+from app.clips.tasks import expire_uploads
 from tests.conftest import running_worker, task_context
+from tests.helpers.api import clip_body, source_key
+from tests.helpers.waiting import eventually
 from workers.runtime import Worker
 
 
@@ -30,20 +29,20 @@ async def worker(app: Any) -> AsyncIterator[Worker]:
 
 
 async def wait_for_job(app: Any, kind: str, clip_id: str, timeout: float = 20) -> Job:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    """The clip's job of ``kind`` once it has ended (a database row: nothing to await)."""
+
+    async def ended() -> list[Job]:
         async with app.state.sessionmaker() as session:
             jobs = (await session.scalars(select(Job).where(Job.kind == kind))).all()
-        done = [
+        return [
             j
             for j in jobs
             if j.payload["clip_id"] == clip_id
             and j.status in (JobStatus.succeeded, JobStatus.failed, JobStatus.dead)
         ]
-        if done:
-            return done[0]
-        assert asyncio.get_running_loop().time() < deadline, f"{kind} did not finish"
-        await asyncio.sleep(0.1)
+
+    done = await eventually(ended, timeout=timeout, what=f"{kind} of clip {clip_id} to end")
+    return done[0]
 
 
 async def test_upload_then_delete_purges_all_media(
@@ -69,14 +68,14 @@ async def test_upload_then_delete_purges_all_media(
     storage = app.state.storage
     prefix = f"orgs/{org.org_id}/clips/{clip_id}/"
     await storage.put_stream(prefix + "hls/extra.m4s", _chunks(b"rendition"))
-    source_key = await _source_key(app, clip_id)
-    assert source_key.startswith(prefix)
-    assert await storage.stat(source_key) is not None
+    key = await source_key(app, clip_id)
+    assert key.startswith(prefix)
+    assert await storage.stat(key) is not None
 
     assert (await client.delete(f"/v1/clips/{clip_id}", headers=rep.headers)).status_code == 204
     job = await wait_for_job(app, "purge_clip", clip_id)
     assert job.status == JobStatus.succeeded
-    assert await storage.stat(source_key) is None
+    assert await storage.stat(key) is None
     assert await storage.stat(prefix + "hls/extra.m4s") is None
 
 
@@ -97,7 +96,7 @@ async def test_transcode_of_missing_source_fails_the_clip(
     assert (
         await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=rep.headers)
     ).status_code == 202
-    await app.state.storage.delete(await _source_key(app, clip_id))
+    await app.state.storage.delete(await source_key(app, clip_id))
     async with running_worker(app):  # started only now: the job must find the source gone
         await wait_for_job(app, "transcode_clip", clip_id)
     clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()

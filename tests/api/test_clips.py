@@ -5,26 +5,7 @@ from typing import Any
 
 import httpx
 
-
-def clip_body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "title": "Discovery call with Initech",
-        "description": "Second call; pricing objection at the end",
-        "kind": "pitch",
-        "stage": "contact_to_trial",
-        "skills": ["discovery_questions"],
-        "filename": "call.mp4",
-        "content_type": "video/mp4",
-        "size_bytes": 1000,
-    }
-    body.update(overrides)
-    return body
-
-
-async def create_clip(client: httpx.AsyncClient, actor: Any, **overrides: Any) -> dict[str, Any]:
-    r = await client.post("/v1/clips", json=clip_body(**overrides), headers=actor.headers)
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
+from tests.helpers.api import clip_body, create_clip
 
 
 async def test_create_clip_returns_clip_and_upload(

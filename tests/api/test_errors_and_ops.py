@@ -147,3 +147,61 @@ async def test_local_part_urls_answer_cors_preflight(client: httpx.AsyncClient) 
             ]
         )
     )
+
+
+async def test_unexpected_error_is_logged_with_the_request_id(
+    app: Any, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    @app.get("/boom-logged")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    caplog.set_level(logging.INFO, logger="peerpitch")
+    r = await client.get("/boom-logged", headers={"X-Request-ID": "trace-500"})
+    assert r.status_code == 500 and r.headers["x-request-id"] == "trace-500"
+    failures = [rec for rec in caplog.records if rec.exc_info]
+    assert len(failures) == 1
+    assert getattr(failures[0], "request_id", None) == "trace-500"
+    access = [rec for rec in caplog.records if rec.name == "peerpitch.access" and not rec.exc_info]
+    assert access[-1].__dict__["status"] == 500
+
+
+async def test_storage_errors_render_as_app_errors(app: Any, client: httpx.AsyncClient) -> None:
+    from app.storage import StorageError, UploadNotFound
+
+    @app.get("/storage-down")
+    async def down() -> None:
+        raise StorageError("S3 InternalError: secret bucket detail")
+
+    @app.get("/storage-refused")
+    async def refused() -> None:
+        raise UploadNotFound("no such multipart upload")
+
+    r = await client.get("/storage-down")
+    assert r.status_code == 503
+    assert _envelope(r)["code"] == "storage_unavailable"
+    assert r.headers["retry-after"] == "5"
+    assert "secret" not in r.text
+    r = await client.get("/storage-refused")
+    assert r.status_code == 409
+    assert _envelope(r) == {
+        "code": "upload_not_active",
+        "message": "no such multipart upload",
+        "details": None,
+    }
+    assert "retry-after" not in r.headers
+
+
+async def test_integrity_error_is_a_conflict(app: Any, client: httpx.AsyncClient) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    @app.get("/race")
+    async def race() -> None:
+        raise IntegrityError("INSERT ...", {}, Exception("UNIQUE constraint failed"))
+
+    r = await client.get("/race")
+    assert r.status_code == 409
+    assert _envelope(r)["code"] == "conflict"
+    assert "UNIQUE" not in r.text

@@ -13,24 +13,8 @@ from app.exemplars.models import ExemplarEvent
 from app.exemplars.scoring import exemplar_score
 from app.exemplars.tasks import refresh_exemplar_scores
 from tests.api.feedback_helpers import playable_clip, post_feedback
-from tests.api.test_clips import create_clip
 from tests.conftest import task_context
-
-
-async def mark(client: httpx.AsyncClient, actor: Any, clip_id: str, **body: Any) -> httpx.Response:
-    return await client.post(f"/v1/clips/{clip_id}/exemplar", json=body, headers=actor.headers)
-
-
-async def exemplar_clip(
-    app: Any, client: httpx.AsyncClient, owner: Any, curator: Any, **extra: Any
-) -> str:
-    extra.setdefault("stage", "closing")
-    extra.setdefault("skills", ["value_roi"])
-    extra.setdefault("kind", "exemplar")
-    clip_id = await playable_clip(app, client, owner, **extra)
-    r = await mark(client, curator, clip_id, note="Watch the ROI framing")
-    assert r.status_code == 200, r.text
-    return clip_id
+from tests.helpers.api import create_clip, exemplar_clip, mark
 
 
 async def links(client: httpx.AsyncClient, actor: Any, clip_id: str) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import pytest
 from app.feedback.schemas import ThreadOut
 from app.pagination import Page
 from tests.api.feedback_helpers import DURATION_MS, playable_clip, post_feedback, statements_during
-from tests.api.test_clips import create_clip
+from tests.helpers.api import create_clip
 
 
 async def _threads(client: httpx.AsyncClient, actor: Any, clip_id: str, **params: Any) -> Any:

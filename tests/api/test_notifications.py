@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from tests.api.feedback_helpers import playable_clip, post_feedback
-from tests.api.test_reviews import request_review
+from tests.helpers.api import request_review
 
 
 async def _inbox(client: httpx.AsyncClient, actor: Any, **params: Any) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from app.clips.models import Clip
 from tests.api.feedback_helpers import playable_clip, post_feedback, statements_during
-from tests.api.test_exemplars import exemplar_clip, mark
+from tests.helpers.api import exemplar_clip, mark
 
 
 async def downloadable(app: Any, clip_id: str) -> None:

@@ -13,16 +13,7 @@ from app.db import utcnow
 from app.reviews.models import ReviewRequest, ReviewScore
 from app.reviews.profile import weighted_average
 from tests.api.feedback_helpers import playable_clip, post_feedback
-
-
-async def request_review(
-    client: httpx.AsyncClient, actor: Any, clip_id: str, reviewer: Any, **body: Any
-) -> httpx.Response:
-    return await client.post(
-        f"/v1/clips/{clip_id}/review-requests",
-        json={"reviewer_id": reviewer.id if hasattr(reviewer, "id") else reviewer, **body},
-        headers=actor.headers,
-    )
+from tests.helpers.api import request_review
 
 
 async def _box(client: httpx.AsyncClient, actor: Any, **params: Any) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from app.jobs.models import Job
-from tests.api.test_clips import clip_body
+from tests.helpers.api import clip_body, source_key
 
 PART = 64 * 1024  # tiny parts: PEERPITCH_UPLOAD_PART_SIZE may go below S3's 5 MiB in tests
 
@@ -88,15 +88,6 @@ async def uploader(client: httpx.AsyncClient, make_org: Any) -> AsyncIterator[Up
     await u.close()
 
 
-async def _source_key(app: Any, clip_id: str) -> str:
-    from app.clips.models import Clip
-
-    async with app.state.sessionmaker() as session:
-        clip = await session.get(Clip, uuid.UUID(clip_id))
-    assert clip is not None
-    return clip.source_key
-
-
 async def _stored_keys(request: pytest.FixtureRequest, app: Any, prefix: str) -> list[str]:
     """Every object under ``prefix``, listed straight from the backend."""
     settings = app.state.settings
@@ -147,8 +138,8 @@ async def test_interrupted_upload_resumes_and_completes(
     assert len(await _transcode_jobs(app, clip_id)) == 1
 
     stored = app.state.storage
-    source_key = f"orgs/{uploader.actor.org_id}/clips/{clip_id}/source"
-    assert await stored.sha256(source_key) == hashlib.sha256(data).hexdigest()
+    key = f"orgs/{uploader.actor.org_id}/clips/{clip_id}/source"
+    assert await stored.sha256(key) == hashlib.sha256(data).hexdigest()
 
     # Completing twice is a conflict, and the upload reports completion.
     r = await uploader.complete(upload["id"], etags)
@@ -345,8 +336,8 @@ async def test_put_source_streams_whole_file(
     assert r.status_code == 202, r.text
     assert r.json()["status"] == "processing"
     assert len(await _transcode_jobs(app, clip_id)) == 1
-    source_key = await _source_key(app, clip_id)
-    assert await app.state.storage.sha256(source_key) == hashlib.sha256(data).hexdigest()
+    key = await source_key(app, clip_id)
+    assert await app.state.storage.sha256(key) == hashlib.sha256(data).hexdigest()
     r = await client.put(
         f"/v1/clips/{clip_id}/source", content=data, headers=uploader.actor.headers
     )

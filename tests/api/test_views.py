@@ -3,37 +3,12 @@ who may list viewers, and the caller's history."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import event, update
+from sqlalchemy import event
 
-from app.clips.models import Clip, ClipStatus
-from tests.api.test_clips import create_clip
-
-DURATION_MS = 10_000
-
-
-async def playable_clip(app: Any, client: httpx.AsyncClient, actor: Any, **extra: Any) -> str:
-    clip_id: str = (await create_clip(client, actor, **extra))["clip"]["id"]
-    media = {
-        "version": "1-1",
-        "prefix": f"orgs/{actor.org_id}/clips/{clip_id}/media/1-1/",
-        "master": "master.m3u8",
-        "variants": [
-            {"name": "v0", "width": 640, "height": 360, "bandwidth": 1, "codecs": "x",
-             "playlist": "v0/index.m3u8"}
-        ],
-        "download": None, "poster": None, "storyboard": None, "storyboard_vtt": None,
-    }  # fmt: skip
-    async with app.state.sessionmaker.begin() as session:
-        await session.execute(
-            update(Clip)
-            .where(Clip.id == uuid.UUID(clip_id))
-            .values(status=ClipStatus.ready, duration_ms=DURATION_MS, media=media)
-        )
-    return clip_id
+from tests.helpers.api import DURATION_MS, create_clip, playable_clip
 
 
 async def report(

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import make_engine, utcnow
+from app.jobs.kinds import UnknownJobKind
 from app.jobs.models import Job, JobStatus
 from app.jobs.service import (
     LEASE_EXPIRED,
@@ -335,6 +336,9 @@ async def test_concurrent_enqueues_with_one_dedupe_key_make_one_job(jobs: Jobs) 
                 return (await enqueue(session_b, "clip.transcode", {}, dedupe_key="race")).id
 
         task = asyncio.create_task(second())
+        # A sleep, not an event: this asserts that nothing happens (the second enqueue stays
+        # blocked in the database), and a blocked statement signals nothing. A slow machine
+        # can only make it pass for the wrong reason, never fail.
         await asyncio.sleep(0.2)
         assert not task.done()
         await session_a.commit()
@@ -347,3 +351,10 @@ async def test_enqueue_rejects_jobs_that_could_never_run(jobs: Jobs, max_attempt
     async with jobs.sm() as session:
         with pytest.raises(ValueError, match="max_attempts"):
             await enqueue(session, "test.noop", {}, max_attempts=max_attempts)
+
+
+async def test_an_undeclared_kind_is_refused_at_enqueue(jobs: Jobs) -> None:
+    async with jobs.sm.begin() as session:
+        with pytest.raises(UnknownJobKind):
+            await enqueue(session, "test.never_declared", {})
+    assert await jobs.count() == 0

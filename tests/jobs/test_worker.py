@@ -7,22 +7,34 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import utcnow
+from app.jobs.kinds import PRODUCT_KINDS, JobKind
 from app.jobs.models import Job, JobStatus
+from app.jobs.registry import (
+    JobContext,
+    JobServices,
+    MissingHandlers,
+    Registry,
+    TaskContext,
+)
 from app.jobs.service import LeaseLost, PermanentJobError, claim, enqueue
-from workers.main import start_embedded_worker
-from workers.registry import JobContext, Registry, TaskContext
+from app.storage.base import Storage
+from tests.helpers.waiting import eventually
+from workers.events import Draining, Finished, Idle
+from workers.main import load_handlers, start_embedded_worker
 from workers.runtime import Worker
 
 from .conftest import Jobs
 
 SettingsFactory = Callable[..., Settings]
+# These handlers use no storage: any object will do.
+FAKE_SERVICES = JobServices(storage=cast(Storage, object()))
 
 
 @pytest.fixture
@@ -51,7 +63,7 @@ def make_worker(
     **kwargs: Any,
 ) -> Worker:
     kwargs.setdefault("concurrency", 4)
-    return Worker(settings, engine, sm, {"storage": "fake"}, registry, **kwargs)
+    return Worker(settings, engine, sm, FAKE_SERVICES, registry, **kwargs)
 
 
 async def test_worker_runs_a_registered_handler(
@@ -75,7 +87,7 @@ async def test_worker_runs_a_registered_handler(
     ctx = seen[0]
     assert ctx.kind == "test.echo"
     assert ctx.attempts == 1
-    assert ctx.services == {"storage": "fake"}
+    assert ctx.services is FAKE_SERVICES
     assert ctx.settings is worker_settings
     assert ctx.engine is engine
     assert ctx.sessionmaker is jobs.sm
@@ -153,18 +165,20 @@ async def test_lost_lease_cancels_the_handler_and_records_nothing(
     async def slow(ctx: JobContext) -> None:
         started.set()
         try:
-            await asyncio.sleep(60)
+            await asyncio.Event().wait()  # until cancelled
         except asyncio.CancelledError:
             cancelled.set()
             raise
 
-    async with running(make_worker(worker_settings, engine, jobs.sm, registry)):
+    worker = make_worker(worker_settings, engine, jobs.sm, registry)
+    finished = worker.events.expect(Finished, lambda e: e.kind == "test.slow")
+    async with running(worker):
         [job_id] = await jobs.add(kind="test.slow")
         await asyncio.wait_for(started.wait(), 10)
         # Another worker took the job over (as after an expired lease).
         await jobs.set(job_id, worker_id="thief", attempts=2)
         await asyncio.wait_for(cancelled.wait(), 5)  # at the next heartbeat (1 s)
-        await asyncio.sleep(0.1)
+        assert (await asyncio.wait_for(finished, 10)).outcome == "lease-lost"
     job = await jobs.get(job_id)
     assert (job.status, job.worker_id, job.attempts) == (JobStatus.running, "thief", 2)
 
@@ -189,15 +203,14 @@ async def test_progress_and_heartbeat_raise_lease_lost(
             outcome.append("lease lost")
             raise
 
-    async with running(make_worker(worker_settings, engine, jobs.sm, registry)):
+    worker = make_worker(worker_settings, engine, jobs.sm, registry)
+    finished = worker.events.expect(Finished, lambda e: e.kind == "test.reporting")
+    async with running(worker):
         [job_id] = await jobs.add(kind="test.reporting")
         await asyncio.wait_for(checked.wait(), 10)
         await jobs.set(job_id, worker_id="thief")
         stolen.set()
-        for _ in range(250):
-            if outcome:
-                break
-            await asyncio.sleep(0.02)
+        assert (await asyncio.wait_for(finished, 10)).outcome == "lease-lost"
     assert outcome == ["lease lost"]
     assert (await jobs.get(job_id)).worker_id == "thief"
 
@@ -214,8 +227,9 @@ async def test_idle_worker_wakes_at_once_on_a_local_enqueue(
         handled.set()
 
     worker = make_worker(settings, engine, jobs.sm, registry, listen=False)
+    idle = worker.events.expect(Idle)
     async with running(worker):
-        await asyncio.sleep(0.3)  # past the first (empty) claim: now waiting 30 s
+        await asyncio.wait_for(idle, 10)  # past the first (empty) claim: now waiting 30 s
         await jobs.add(kind="test.wake")  # commits; enqueue wakes this process's workers
         await asyncio.wait_for(handled.wait(), 3)
 
@@ -234,10 +248,13 @@ async def test_idle_worker_wakes_without_a_local_signal(
         handled.set()
 
     worker = make_worker(settings, engine, jobs.sm, registry, local_wakeups=False)
+    # PostgreSQL: idle while LISTEN is on, so that claim began after LISTEN's own wake-up and
+    # the job added next is found only through its NOTIFY (or the poll 30 s later).
+    idle = worker.events.expect(Idle, lambda _: worker.listening.is_set() or not is_pg)
     async with running(worker):
         if is_pg:
             await asyncio.wait_for(worker.listening.wait(), 5)
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(idle, 10)
         await jobs.add(kind="test.wake")
         await asyncio.wait_for(handled.wait(), 3)
 
@@ -259,33 +276,32 @@ async def test_periodic_tasks_and_the_lease_sweep_run(
     await jobs.set(orphan, lease_expires_at=utcnow() - timedelta(seconds=1))
     async with running(make_worker(settings, engine, jobs.sm, registry)):
         job = await jobs.wait_for(orphan, lambda j: j.status == JobStatus.queued)
-        for _ in range(100):
-            if len(calls) >= 2:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: len(calls) >= 2, what="two runs of test.tick")
     assert len(calls) >= 2
     assert job.worker_id is None
-    assert calls[0].services == {"storage": "fake"}
+    assert calls[0].services is FAKE_SERVICES
 
 
 async def test_stop_lets_running_jobs_finish_within_the_grace_period(
     worker_settings: Settings, engine: AsyncEngine, jobs: Jobs
 ) -> None:
     registry = Registry()
-    started = asyncio.Event()
+    started, finish = asyncio.Event(), asyncio.Event()
 
     @registry.register("test.short")
     async def short(ctx: JobContext) -> None:
         started.set()
-        await asyncio.sleep(0.3)
+        await finish.wait()  # still running after the stop, until the test lets it end
 
     worker = make_worker(worker_settings, engine, jobs.sm, registry, grace_s=10)
+    draining = worker.events.expect(Draining)
     async with running(worker) as stop:
         [job_id] = await jobs.add(kind="test.short")
         await asyncio.wait_for(started.wait(), 10)
         stop.set()
-        await asyncio.sleep(0.1)
+        assert (await asyncio.wait_for(draining, 10)).running == 1
         [later] = await jobs.add(kind="test.short")  # not claimed once stopping
+        finish.set()
     assert (await jobs.get(job_id)).status == JobStatus.succeeded
     assert (await jobs.get(later)).status == JobStatus.queued
     assert worker.running_jobs == 0
@@ -300,7 +316,7 @@ async def test_stop_releases_jobs_that_outlive_the_grace_period(
     @registry.register("test.endless")
     async def endless(ctx: JobContext) -> None:
         started.set()
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # until cancelled
 
     worker = make_worker(worker_settings, engine, jobs.sm, registry, grace_s=0.2)
     async with running(worker) as stop:
@@ -333,15 +349,17 @@ async def test_a_handler_ignoring_cancellation_still_has_its_job_released(
 
     worker = make_worker(worker_settings, engine, jobs.sm, registry, grace_s=0.1)
     worker.cancel_timeout_s = 0.2
+    finished = worker.events.expect(Finished, lambda e: e.kind == "test.stubborn")
     async with running(worker) as stop:
         [job_id] = await jobs.add(kind="test.stubborn")
         await asyncio.wait_for(started.wait(), 10)
         stop.set()
     job = await jobs.get(job_id)
     assert (job.status, job.attempts, job.worker_id) == (JobStatus.queued, 0, None)
+    assert not finished.done()
     # When the handler finally returns, its supervisor records nothing.
     finish.set()
-    await asyncio.sleep(0.1)
+    assert (await asyncio.wait_for(finished, 10)).outcome == "released"  # by the drain
     assert (await jobs.get(job_id)).status == JobStatus.queued
 
 
@@ -370,7 +388,7 @@ async def test_cancelling_the_worker_releases_its_jobs(
     @registry.register("test.endless")
     async def endless(ctx: JobContext) -> None:
         started.set()
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # until cancelled
 
     worker = make_worker(worker_settings, engine, jobs.sm, registry, grace_s=30)
     task = asyncio.create_task(worker.run(asyncio.Event()))
@@ -391,7 +409,7 @@ async def test_embedded_worker(worker_settings: Settings, engine: AsyncEngine, j
         done.append(ctx.job_id)
 
     handle = start_embedded_worker(
-        worker_settings, engine, jobs.sm, registry=registry, concurrency=1
+        worker_settings, engine, jobs.sm, services=FAKE_SERVICES, registry=registry, concurrency=1
     )
     try:
         async with jobs.sm.begin() as session:
@@ -409,13 +427,16 @@ async def test_concurrency_limits_jobs_in_flight(
 ) -> None:
     registry = Registry()
     in_flight, peak = 0, 0
+    full = asyncio.Event()
 
     @registry.register("test.count")
     async def count(ctx: JobContext) -> None:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
-        await asyncio.sleep(0.05)
+        if in_flight == 3:
+            full.set()
+        await full.wait()  # the first jobs overlap until the worker's 3 slots are taken
         in_flight -= 1
 
     ids = await jobs.add(12, kind="test.count")
@@ -424,3 +445,19 @@ async def test_concurrency_limits_jobs_in_flight(
             await jobs.wait_for(job_id, lambda j: j.status == JobStatus.succeeded)
     assert peak == 3
     assert await jobs.count(Job.status == JobStatus.succeeded) == 12
+
+
+def test_a_worker_refuses_to_start_without_a_handler_for_a_required_kind(
+    worker_settings: Settings, engine: AsyncEngine, jobs: Jobs
+) -> None:
+    registry = Registry(required=[JobKind("test.required")])
+    registry.add("test.other_kind", _noop)
+    with pytest.raises(MissingHandlers, match=r"test\.required"):
+        make_worker(worker_settings, engine, jobs.sm, registry)
+
+
+def test_the_product_registry_has_a_handler_for_every_product_kind() -> None:
+    registry = load_handlers()
+    assert registry.required == PRODUCT_KINDS
+    registry.check()
+    assert {kind.name for kind in PRODUCT_KINDS} <= registry.kinds

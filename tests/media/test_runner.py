@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -14,11 +15,11 @@ from app.media.probe import input_args
 from app.media.runner import (
     Limits,
     ProgressParser,
-    _child_env,
     check_safe_inputs,
     run_ffmpeg,
     timeout_for,
 )
+from tests.helpers.waiting import eventually
 from tests.media.conftest import Clips
 
 
@@ -77,10 +78,23 @@ def test_safe_inputs_pass() -> None:
     check_safe_inputs(["-filter_complex", "anullsrc", "out.mp4"])
 
 
-def test_child_environment_carries_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.ffmpeg
+async def test_child_environment_carries_no_secrets(
+    clips: Clips, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
     monkeypatch.setenv("PEERPITCH_SECRET_KEY", "s3cr3t")
-    env = _child_env()
+    # The environment the running ffmpeg really got (read from /proc, while it plays).
+    args = ["-re", *input_args(clips.faststart()), "-f", "null", "-"]
+    task = asyncio.create_task(run_ffmpeg(args, timeout_s=60, cwd=tmp_path))
+    try:
+        [pid] = await eventually(_ffmpeg_children, what="ffmpeg to start")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    env = dict(item.split("=", 1) for item in environ.split("\0") if item)
     assert "s3cr3t" not in env.values()
     assert set(env) == {"PATH", "LC_ALL", "MALLOC_ARENA_MAX"}
 
@@ -133,9 +147,7 @@ async def test_wall_clock_timeout_kills_ffmpeg(clips: Clips, tmp_path: Path) -> 
 async def test_cancellation_kills_ffmpeg(clips: Clips, tmp_path: Path) -> None:
     args = ["-re", *input_args(clips.faststart()), "-f", "null", "-"]
     task = asyncio.create_task(run_ffmpeg(args, timeout_s=60, cwd=tmp_path))
-    await asyncio.sleep(0.5)
-    children = _ffmpeg_children()
-    assert children, "ffmpeg should be running"
+    children = await eventually(_ffmpeg_children, what="ffmpeg to start")
     started = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

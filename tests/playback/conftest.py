@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,9 +20,11 @@ import uvicorn
 from app.config import Settings
 from app.main import create_app
 from app.orgs.service import create_org
-from tests.api.test_clips import clip_body
-from tests.conftest import PASSWORD, TEST_SECRET, _truncate_all
+from tests.conftest import PASSWORD, TEST_SECRET, truncate_all
+from tests.helpers.api import clip_body
+from tests.helpers.waiting import eventually_sync
 from tests.media.conftest import Clips
+from workers.main import embedded_worker
 
 
 @dataclass
@@ -75,16 +76,16 @@ class Live:
         return clip_id
 
     def wait_ready(self, actor: User, clip_id: str, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            clip: dict[str, Any] = self.http.get(
-                f"/v1/clips/{clip_id}", headers=actor.headers
-            ).json()
-            if clip["status"] in ("ready", "failed"):
-                assert clip["status"] == "ready", clip
-                return clip
-            assert time.monotonic() < deadline, clip
-            time.sleep(0.1)
+        """Poll like a client does (the worker runs in the server's thread)."""
+        clip: dict[str, Any] = eventually_sync(
+            lambda: self.http.get(f"/v1/clips/{clip_id}", headers=actor.headers).json(),
+            until=lambda c: c["status"] in ("ready", "failed"),
+            timeout=timeout,
+            interval=0.1,
+            what=f"clip {clip_id} to be transcoded",
+        )
+        assert clip["status"] == "ready", clip
+        return clip
 
 
 async def _make_org(database_url: str, name: str, email: str) -> None:
@@ -110,7 +111,7 @@ def _free_port() -> int:
 def live(
     request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Live]:
-    asyncio.run(_truncate_all(database_url))
+    asyncio.run(truncate_all(database_url))
     port = _free_port()
     values: dict[str, Any] = {
         "env": "development",
@@ -132,16 +133,18 @@ def live(
         s3.create_bucket(Bucket=bucket)
         values.update(storage="s3", s3_endpoint_url=endpoint, s3_bucket=bucket)
     settings = Settings(**values)
-    app = create_app(settings)
+    app = create_app(settings, background=embedded_worker)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
+
+    def started() -> bool:
+        assert thread.is_alive(), "the server thread died"
+        return bool(server.started)
+
+    eventually_sync(started, timeout=30, what="the server to start")
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=30) as http:

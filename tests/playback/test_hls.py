@@ -237,7 +237,7 @@ def test_who_may_get_playback_urls(live: Live, played: Played) -> None:
 
 
 def test_not_viewable_until_a_rendition_exists(live: Live, played: Played) -> None:
-    from tests.api.test_clips import clip_body
+    from tests.helpers.api import clip_body
 
     r = live.http.post("/v1/clips", json=clip_body(), headers=played.rep.headers)
     clip_id = r.json()["clip"]["id"]

@@ -6,14 +6,9 @@ from typing import Any
 
 import httpx
 
-from tests.api.test_exemplars import exemplar_clip
+from tests.helpers.api import exemplar_clip
+from tests.helpers.transcode import upload, wait_settled
 from tests.media.conftest import Clips
-from tests.workers.test_transcode_job import (  # noqa: F401 - fixtures used by name
-    media,
-    settings,
-    upload,
-    wait_settled,
-)
 from workers.runtime import Worker
 
 
@@ -22,7 +17,7 @@ async def test_ready_pitch_notifies_its_owner_with_links(
     client: httpx.AsyncClient,
     make_org: Any,
     worker: Worker,
-    media: Clips,  # noqa: F811
+    media: Clips,
 ) -> None:
     org = await make_org()
     rep, top, coach = (

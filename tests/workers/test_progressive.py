@@ -4,7 +4,6 @@ same URLs serve the finished playlists (ENDLIST) once it is `ready`."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,9 @@ from sqlalchemy import select
 
 from app.clips.models import Clip
 from app.jobs.models import Job, JobStatus
+from tests.helpers.transcode import get_clip, transcode_settings, upload
+from tests.helpers.waiting import eventually
 from tests.media.conftest import Clips, ffmpeg
-from tests.workers.test_transcode_job import transcode_settings, upload
 from workers.runtime import Worker
 
 SECONDS = 14  # 6 s segments: two whole ones are published before the last one is encoded
@@ -48,14 +48,12 @@ async def fetch(client: httpx.AsyncClient, url: str) -> httpx.Response:
 async def wait_while(
     client: httpx.AsyncClient, actor: Any, clip_id: str, status: str, timeout_s: float = 90
 ) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        clip: dict[str, Any] = (
-            await client.get(f"/v1/clips/{clip_id}", headers=actor.headers)
-        ).json()
-        if clip["status"] != status or asyncio.get_running_loop().time() > deadline:
-            return clip
-        await asyncio.sleep(0.02)
+    return await eventually(
+        lambda: get_clip(client, actor, clip_id),
+        until=lambda clip: clip["status"] != status,
+        timeout=timeout_s,
+        what=f"clip {clip_id} to leave {status}",
+    )
 
 
 def uris(playlist: str) -> list[str]:
@@ -148,15 +146,19 @@ async def test_a_clip_found_damaged_after_it_played_fails_and_keeps_nothing(
         row = await session.get(Clip, uuid.UUID(clip_id))
         assert row is not None and row.media is None
         media_root = f"{row.media_prefix}media/"
+
     # The clip is failed first (players stop), then its files are deleted: wait for the job.
-    deadline = asyncio.get_running_loop().time() + 60
-    while True:
+    async def transcode_job() -> Job:
         async with app.state.sessionmaker() as session:
             jobs = (await session.scalars(select(Job).where(Job.kind == "transcode_clip"))).all()
         (job,) = [j for j in jobs if j.payload["clip_id"] == clip_id]
-        if job.status == JobStatus.failed or asyncio.get_running_loop().time() > deadline:
-            break
-        await asyncio.sleep(0.05)
-    assert job.status == JobStatus.failed
+        return job
+
+    await eventually(
+        transcode_job,
+        until=lambda job: job.status == JobStatus.failed,
+        timeout=60,
+        what="the transcode job to be recorded as failed",
+    )
     # What was published while it played is gone (nothing was left to delete here).
     assert await app.state.storage.delete_prefix(media_root) == 0

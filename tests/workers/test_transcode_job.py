@@ -3,7 +3,6 @@ becomes ready, and storage holds exactly one published set of renditions."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -18,67 +17,12 @@ from sqlalchemy import select
 
 from app.clips.models import Clip
 from app.jobs.models import Job, JobStatus
-from tests.api.test_clips import clip_body
+from tests.helpers.transcode import get_clip, upload, wait_settled
+from tests.helpers.waiting import eventually
 from tests.media.conftest import Clips, ffprobe
 from workers.runtime import Worker
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-@pytest.fixture(scope="session")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Clips:
-    return Clips(tmp_path_factory.mktemp("worker-clips"))
-
-
-def transcode_settings(
-    make_settings: Any, backend: str, request: pytest.FixtureRequest, **extra: Any
-) -> Any:
-    """Settings for a real worker on `backend` (S3: the moto server), fast x264."""
-    overrides: dict[str, Any] = {"transcode_preset": "ultrafast", "max_duration_s": 60, **extra}
-    if backend == "s3":
-        overrides.update(
-            storage="s3",
-            s3_endpoint_url=request.getfixturevalue("s3_endpoint"),
-            s3_bucket=request.getfixturevalue("s3_bucket"),
-        )
-    return make_settings(**overrides)
-
-
-@pytest.fixture
-def settings(make_settings: Any, backend: str, request: pytest.FixtureRequest) -> Any:
-    return transcode_settings(make_settings, backend, request)
-
-
-async def upload(client: httpx.AsyncClient, actor: Any, path: Path, **extra: Any) -> str:
-    data = path.read_bytes()
-    r = await client.post(
-        "/v1/clips", json=clip_body(size_bytes=max(1, len(data)), **extra), headers=actor.headers
-    )
-    assert r.status_code == 201, r.text
-    clip_id: str = r.json()["clip"]["id"]
-    if data:
-        r = await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=actor.headers)
-        assert r.status_code == 202, r.text
-    return clip_id
-
-
-async def wait_settled(
-    client: httpx.AsyncClient, actor: Any, clip_id: str, timeout: float = 90
-) -> list[dict[str, Any]]:
-    """Poll like a client does; returns every distinct (status, progress) seen."""
-    seen: list[dict[str, Any]] = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        clip = (await client.get(f"/v1/clips/{clip_id}", headers=actor.headers)).json()
-        if not seen or (seen[-1]["status"], seen[-1]["progress"]) != (
-            clip["status"],
-            clip["progress"],
-        ):
-            seen.append(clip)
-        if clip["status"] in ("ready", "failed"):
-            return seen
-        assert asyncio.get_running_loop().time() < deadline, f"stuck: {clip}"
-        await asyncio.sleep(0.05)
 
 
 async def read_object(storage: Any, key: str) -> bytes:
@@ -129,11 +73,12 @@ async def test_landscape_clip_becomes_ready_with_all_outputs(
 
     # Deleting purges every object of the clip, renditions included.
     assert (await client.delete(f"/v1/clips/{clip_id}", headers=rep.headers)).status_code == 204
-    for _ in range(200):
-        if await storage.stat(prefix + "master.m3u8") is None:
-            break
-        await asyncio.sleep(0.05)
-    assert await storage.stat(prefix + "master.m3u8") is None
+    await eventually(
+        lambda: storage.stat(prefix + "master.m3u8"),
+        until=lambda info: info is None,
+        timeout=30,
+        what="the purge job to delete the master playlist",
+    )
     assert await storage.stat(prefix + "v0/index.m3u8") is None
 
 
@@ -154,13 +99,20 @@ async def test_bad_inputs_fail_with_their_code_and_the_worker_stays_healthy(
         assert final["status"] == "failed", name
         assert final["error"]["code"] == code, (name, final["error"])
         assert "root:" not in final["error"]["message"]
+
     # The clip fails inside the handler; the worker records the job's end just after.
-    for _ in range(200):
+    async def transcode_jobs() -> list[Job]:
         async with app.state.sessionmaker() as session:
-            jobs = (await session.scalars(select(Job).where(Job.kind == "transcode_clip"))).all()
-        if all(j.status == JobStatus.failed for j in jobs):
-            break
-        await asyncio.sleep(0.05)
+            return list(
+                (await session.scalars(select(Job).where(Job.kind == "transcode_clip"))).all()
+            )
+
+    jobs = await eventually(
+        transcode_jobs,
+        until=lambda jobs: all(j.status == JobStatus.failed for j in jobs),
+        timeout=30,
+        what="every transcode job to be recorded as failed",
+    )
     # Permanent failures: one attempt each, no retries queued.
     assert {j.status for j in jobs} == {JobStatus.failed}
     assert {j.attempts for j in jobs} == {1}
@@ -199,7 +151,7 @@ async def test_sigkilled_worker_recovers_with_one_set_of_renditions(
 
     def start_worker(preset: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--concurrency", "1"],
+            [sys.executable, "-m", "workers.cli", "worker", "--concurrency", "1"],
             env={**env, "PEERPITCH_TRANSCODE_PRESET": preset},
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -210,11 +162,12 @@ async def test_sigkilled_worker_recovers_with_one_set_of_renditions(
     first = start_worker("veryslow")  # slow, so the kill reliably lands mid-encode
     try:
         # Kill it mid-encode: once the job runs and ffmpeg has reported progress.
-        for _ in range(600):
-            clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
-            if clip["progress"] > 0 or clip["status"] != "processing":
-                break
-            await asyncio.sleep(0.02)
+        clip = await eventually(
+            lambda: get_clip(client, rep, clip_id),
+            until=lambda c: c["progress"] > 0 or c["status"] != "processing",
+            timeout=60,
+            what="the first worker to report progress",
+        )
         os.killpg(first.pid, signal.SIGKILL)  # the worker and its ffmpeg children
         first.wait(10)
         assert clip["status"] in ("processing", "viewable"), clip

@@ -1,4 +1,5 @@
-"""The transcode_clip job: source → probe/validate → ladder, MP4, poster, storyboard → storage.
+"""The ``TRANSCODE_CLIP`` job: source → probe/validate → ladder, MP4, poster, storyboard →
+storage.
 
 While ffmpeg encodes, each batch of new segments is stored, then the playlists that list
 them, then the master, and only then is ``clips.media`` (with status "viewable") updated:
@@ -21,23 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.clips import lifecycle
 from app.clips.models import Clip, ClipStatus, media_root
-from app.db import utcnow
-from app.exemplars.service import notify_pitch_ready
+from app.jobs.registry import JobContext
 from app.jobs.service import LeaseLost, PermanentJobError
 from app.media.errors import MediaRejected
 from app.media.pipeline import OutputFile, PartialOutput, RenditionOutput, transcode
 from app.media.probe import ProbeResult
 from app.storage.base import ObjectNotFound, Storage
-from workers.registry import JobContext
 
 log = logging.getLogger("peerpitch.transcode")
 
 PROGRESS_WRITE_INTERVAL_S = 1.0
-ERROR_MESSAGE_LIMIT = 2000
 
 
 def version_name(job_id: uuid.UUID, attempt: int) -> str:
@@ -45,30 +43,17 @@ def version_name(job_id: uuid.UUID, attempt: int) -> str:
 
 
 class _ClipWriter:
-    """Short transactions against the clip row, each guarded so a deleted clip is left alone."""
+    """The job's changes to its clip, each a short transaction through the lifecycle (which
+    leaves a deleted clip alone)."""
 
     def __init__(self, ctx: JobContext, clip_id: uuid.UUID) -> None:
         self.ctx = ctx
         self.clip_id = clip_id
         self._last_progress_write = 0.0
 
-    async def _update(
-        self,
-        *conditions: Any,
-        then: Callable[[AsyncSession], Awaitable[None]] | None = None,
-        **values: Any,
-    ) -> bool:
-        """One guarded UPDATE; ``then`` runs in the same transaction when a row changed."""
+    async def _in_transaction(self, step: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
         async with self.ctx.sessionmaker.begin() as session:
-            result = await session.execute(
-                update(Clip)
-                .where(Clip.id == self.clip_id, Clip.deleted_at.is_(None), *conditions)
-                .values(updated_at=utcnow(), **values)
-            )
-            changed = bool(result.rowcount)  # type: ignore[attr-defined]
-            if changed and then is not None:
-                await then(session)
-        return changed
+            return await step(session)
 
     async def progress(self, fraction: float) -> None:
         await self.ctx.progress(fraction)  # heartbeat; raises LeaseLost if the job moved on
@@ -76,13 +61,11 @@ class _ClipWriter:
         if fraction < 1.0 and now - self._last_progress_write < PROGRESS_WRITE_INTERVAL_S:
             return
         self._last_progress_write = now
-        # Monotonic: a retry restarting at 0 never makes the bar jump back. 1.0 is kept for
-        # "ready": the last outputs are still being stored when ffmpeg reports the end.
+        # 1.0 is kept for "ready": the last outputs are still being stored when ffmpeg
+        # reports the end.
         shown = round(min(fraction, 0.99), 4)
-        await self._update(
-            Clip.progress < shown,
-            Clip.status.in_((ClipStatus.processing, ClipStatus.viewable)),
-            progress=shown,
+        await self._in_transaction(
+            lambda session: lifecycle.record_progress(session, self.clip_id, shown)
         )
 
     async def publish(self, media: dict[str, Any], status: ClipStatus, **facts: Any) -> bool:
@@ -90,26 +73,18 @@ class _ClipWriter:
         failed meanwhile). A worker that lost the job's lease raises LeaseLost instead of
         publishing over the attempt that took over."""
         await self.ctx.heartbeat()
-        values: dict[str, Any] = {"media": media, "status": status, **facts}
-        then = None
-        if status == ClipStatus.ready:
-            values["progress"] = 1.0
-
-            async def then(session: AsyncSession) -> None:
-                # The owner hears about it with the exemplars it links to, in the same
-                # transaction as "ready" (so exactly once).
-                await notify_pitch_ready(session, self.clip_id, self.ctx.settings.exemplar_links)
-
-        # Never over an end state: a newer attempt's "ready", or "failed".
-        unfinished = Clip.status.in_((ClipStatus.processing, ClipStatus.viewable))
-        return await self._update(unfinished, then=then, **values)
+        settings = self.ctx.settings
+        published: bool = await self._in_transaction(
+            lambda session: lifecycle.publish(
+                session, self.clip_id, status, media, settings, **facts
+            )
+        )
+        return published
 
     async def fail(self, code: str, message: str) -> None:
-        await self._update(
-            status=ClipStatus.failed,
-            media=None,  # what was published while encoding is deleted below
-            error_code=code,
-            error_message=message[:ERROR_MESSAGE_LIMIT],
+        # What was published while encoding is deleted by the caller.
+        await self._in_transaction(
+            lambda session: lifecycle.processing_failed(session, [self.clip_id], code, message)
         )
 
 
@@ -170,7 +145,7 @@ def _manifest(
 
 async def transcode_clip(ctx: JobContext) -> None:
     clip_id = uuid.UUID(ctx.payload["clip_id"])
-    storage: Storage = ctx.services["storage"]
+    storage = ctx.services.storage
     settings = ctx.settings
     async with ctx.sessionmaker() as session:
         clip = await session.get(Clip, clip_id)

@@ -1,3 +1,7 @@
+"""/v1/uploads: the resumable upload of a clip's source. The routes live with clips because
+every one of them is about the clip's ingest (app.clips.ingest); app.uploads is the
+transfer protocol underneath and knows nothing of clips."""
+
 from __future__ import annotations
 
 import uuid
@@ -6,11 +10,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from app.clips import ingest
 from app.clips.schemas import ClipOut
-from app.db import end_read_transaction
 from app.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep, public_base_url
 from app.openapi_meta import errors
-from app.uploads import service
 from app.uploads.schemas import (
     CompleteRequest,
     PartUrlsOut,
@@ -31,9 +34,8 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 async def get_upload(
     upload_id: uuid.UUID, session: SessionDep, storage: StorageDep, principal: PrincipalDep
 ) -> UploadOut:
-    upload, _clip = await service.get_owned_upload(session, principal, upload_id)
-    await end_read_transaction(session)  # listing parts is a storage round trip
-    parts = await service.stored_parts(storage, upload)
+    upload, _clip = await ingest.owned_upload(session, principal, upload_id)
+    parts = await ingest.stored_parts(session, storage, upload)
     return UploadOut(
         id=upload.id,
         clip_id=upload.clip_id,
@@ -61,7 +63,7 @@ async def get_part_urls(
     settings: SettingsDep,
     principal: PrincipalDep,
 ) -> PartUrlsOut:
-    targets, expires_at = await service.part_targets(
+    targets, expires_at = await ingest.part_urls(
         session,
         storage,
         settings,
@@ -99,7 +101,7 @@ async def put_part(
     settings: SettingsDep,
 ) -> JSONResponse:
     length = request.headers.get("content-length")
-    part = await service.receive_local_part(
+    part = await ingest.receive_local_part(
         session,
         storage,
         settings,
@@ -128,7 +130,7 @@ async def complete_upload(
     storage: StorageDep,
     principal: PrincipalDep,
 ) -> ClipOut:
-    clip = await service.complete_upload(session, storage, principal, upload_id, body.parts)
+    clip = await ingest.complete_upload(session, storage, principal, upload_id, body.parts)
     return ClipOut.of(clip)
 
 
@@ -141,5 +143,5 @@ async def complete_upload(
 async def abort_upload(
     upload_id: uuid.UUID, session: SessionDep, storage: StorageDep, principal: PrincipalDep
 ) -> Response:
-    await service.abort_upload(session, storage, principal, upload_id)
+    await ingest.abort_upload(session, storage, principal, upload_id)
     return Response(status_code=204)

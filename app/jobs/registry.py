@@ -1,11 +1,16 @@
-"""Which code runs for which job kind, and which periodic tasks a worker runs.
+"""The job contract: which code runs for which job kind, what a handler gets (its context
+and the typed services), and which periodic tasks a worker runs.
 
 Handler modules register on import::
 
-    from workers.registry import JobContext, register
+    from app.jobs.kinds import TRANSCODE_CLIP
+    from app.jobs.registry import JobContext, register
 
-    @register("clip.transcode")
+    @register(TRANSCODE_CLIP)
     async def transcode(ctx: JobContext) -> None: ...
+
+The worker runtime (``workers/``) claims jobs and calls these handlers; this module knows
+nothing of it, so the application never imports the runtime.
 
 A handler may run more than once for one job (a worker can die after the work but before
 recording it), so it must be idempotent. It raises ``PermanentJobError`` for errors that
@@ -17,16 +22,27 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.jobs.kinds import PRODUCT_KINDS, JobKind
 from app.jobs.service import LeaseLost
+from app.storage.base import Storage
 
-MAX_KIND_LENGTH = 64
+
+class MissingHandlers(RuntimeError):
+    """A worker was asked to run a registry that lacks handlers for required kinds."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobServices:
+    """What handlers and periodic tasks use besides the database: built once per worker."""
+
+    storage: Storage
 
 
 @dataclass(kw_only=True)
@@ -36,7 +52,7 @@ class TaskContext:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    services: dict[str, Any]
+    services: JobServices
     worker_id: str
 
 
@@ -95,20 +111,25 @@ class PeriodicTask:
 
 
 class Registry:
-    def __init__(self) -> None:
+    """Handlers by job kind, and periodic tasks. ``required`` kinds must all have a handler
+    before a worker may run this registry (see ``check``)."""
+
+    def __init__(self, required: Iterable[JobKind] = ()) -> None:
         self._handlers: dict[str, Handler] = {}
         self._periodic: dict[str, PeriodicTask] = {}
+        self.required = frozenset(required)
 
-    def add(self, kind: str, handler: Handler) -> None:
-        if not kind or len(kind) > MAX_KIND_LENGTH:
-            raise ValueError(f"job kind must have 1 to {MAX_KIND_LENGTH} characters: {kind!r}")
-        current = self._handlers.get(kind)
+    def add(self, kind: JobKind | str, handler: Handler) -> None:
+        """Register ``handler`` for ``kind``. A plain name declares the kind (a kind with a
+        handler is a known kind); product code passes its ``JobKind`` constant."""
+        name = kind.name if isinstance(kind, JobKind) else JobKind(kind).name
+        current = self._handlers.get(name)
         if current is not None and current is not handler:
-            raise ValueError(f"a handler is already registered for {kind!r}")
-        self._handlers[kind] = handler
+            raise ValueError(f"a handler is already registered for {name!r}")
+        self._handlers[name] = handler
 
-    def register(self, kind: str) -> Callable[[H], H]:
-        """Decorator: ``@register("kind")`` on ``async def handler(ctx: JobContext)``."""
+    def register(self, kind: JobKind | str) -> Callable[[H], H]:
+        """Decorator: ``@register(KIND)`` on ``async def handler(ctx: JobContext)``."""
 
         def decorate(handler: H) -> H:
             self.add(kind, handler)
@@ -131,12 +152,19 @@ class Registry:
     def kinds(self) -> frozenset[str]:
         return frozenset(self._handlers)
 
+    def check(self) -> None:
+        """Raise ``MissingHandlers`` when a required kind has no handler: jobs of that kind
+        would wait forever, so the worker refuses to start instead."""
+        missing = sorted(k.name for k in self.required if k.name not in self._handlers)
+        if missing:
+            raise MissingHandlers(f"no handler registered for job kinds: {', '.join(missing)}")
+
     @property
     def periodic_tasks(self) -> list[PeriodicTask]:
         return list(self._periodic.values())
 
 
-# The process-wide registry that handler modules register into.
-registry = Registry()
+# The process-wide registry that the product's handler modules register into (app.tasks).
+registry = Registry(required=PRODUCT_KINDS)
 register = registry.register
 register_periodic = registry.register_periodic

@@ -1,0 +1,148 @@
+"""A clip's source file arriving: who may use an upload, and what the clip becomes when the
+bytes are in (or never arrive). The transfer itself is app.uploads; the status change is
+app.clips.lifecycle."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.clips import lifecycle
+from app.clips.access import ensure_can_edit
+from app.clips.models import Clip, ClipStatus
+from app.config import Settings
+from app.db import end_read_transaction
+from app.errors import Conflict, NotFound
+from app.storage.base import Storage, StoredPart
+from app.tenancy import Principal
+from app.uploads import service as uploads
+from app.uploads.models import Upload, UploadStatus
+from app.uploads.schemas import CompletedPart, PartTargetOut
+
+
+async def _load(session: AsyncSession, upload_id: uuid.UUID) -> tuple[Upload, Clip]:
+    row = (
+        await session.execute(
+            select(Upload, Clip)
+            .join(Clip, Clip.id == Upload.clip_id)
+            .where(Upload.id == upload_id, Clip.deleted_at.is_(None))
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("Upload not found.")
+    return row[0], row[1]
+
+
+async def owned_upload(
+    session: AsyncSession, principal: Principal, upload_id: uuid.UUID
+) -> tuple[Upload, Clip]:
+    """Uploads are private to the clip's owner; anything else is not found."""
+    upload, clip = await _load(session, upload_id)
+    if upload.org_id != principal.org_id or clip.owner_id != principal.id:
+        raise NotFound("Upload not found.")
+    return upload, clip
+
+
+async def stored_parts(session: AsyncSession, storage: Storage, upload: Upload) -> list[StoredPart]:
+    await end_read_transaction(session)  # listing parts is a storage round trip
+    return await uploads.stored_parts(storage, upload)
+
+
+async def part_urls(
+    session: AsyncSession,
+    storage: Storage,
+    settings: Settings,
+    principal: Principal,
+    upload_id: uuid.UUID,
+    numbers: list[int],
+    base_url: str,
+) -> tuple[list[PartTargetOut], datetime]:
+    upload, _clip = await owned_upload(session, principal, upload_id)
+    return await uploads.part_targets(storage, settings, upload, numbers, base_url)
+
+
+async def receive_local_part(
+    session: AsyncSession,
+    storage: Storage,
+    settings: Settings,
+    upload_id: uuid.UUID,
+    number: int,
+    expires: int,
+    signature: str,
+    content_length: int | None,
+    body: AsyncIterator[bytes],
+) -> StoredPart:
+    """A part PUT to a signed URL (local storage): the signature is the authorization."""
+    uploads.check_part_url(settings, upload_id, number, expires, signature)
+    upload, _clip = await _load(session, upload_id)
+    uploads.check_part_length(upload, number, content_length)
+    await end_read_transaction(session)
+    return await uploads.write_part(storage, upload, number, body)
+
+
+async def complete_upload(
+    session: AsyncSession,
+    storage: Storage,
+    principal: Principal,
+    upload_id: uuid.UUID,
+    parts: list[CompletedPart],
+) -> Clip:
+    upload, clip = await owned_upload(session, principal, upload_id)
+    uploads.check_completion_request(upload, parts)
+    # Assembling and hashing gigabytes takes seconds: not inside a transaction.
+    await end_read_transaction(session)
+    await uploads.assemble(session, storage, upload, clip, parts)
+    await lifecycle.upload_completed(session, clip)
+    await session.flush()
+    return clip
+
+
+async def abort_upload(
+    session: AsyncSession, storage: Storage, principal: Principal, upload_id: uuid.UUID
+) -> None:
+    upload, clip = await owned_upload(session, principal, upload_id)
+    if await uploads.abort(storage, upload):
+        await lifecycle.upload_ended(
+            session, clip.id, "upload_aborted", "The upload was aborted before it completed."
+        )
+    await session.flush()
+
+
+async def put_source(
+    session: AsyncSession,
+    storage: Storage,
+    principal: Principal,
+    clip: Clip,
+    content_length: int | None,
+    body: AsyncIterator[bytes],
+) -> Clip:
+    """The whole source file as one request body (small files, scripts)."""
+    if clip.owner_id != principal.id:
+        ensure_can_edit(principal, clip)
+    if clip.status != ClipStatus.awaiting_upload:
+        raise Conflict("This clip already has its source file.", code="already_uploaded")
+    uploads.check_whole_body_length(clip, content_length)
+    await end_read_transaction(session)
+    source_key = await uploads.store_whole_body(storage, clip, clip.media_prefix, body)
+    try:
+        await lifecycle.upload_completed(session, clip, source_key=source_key)
+    except Conflict:
+        await storage.delete(source_key)  # another attempt won, or the clip went away
+        raise
+    await uploads.end_active(session, storage, clip.id, UploadStatus.completed)
+    await session.flush()
+    return clip
+
+
+async def expire_uploads(session: AsyncSession, storage: Storage) -> int:
+    """Abort uploads past PEERPITCH_UPLOAD_TTL_S and fail the clips still waiting for them."""
+    clip_ids = await uploads.expire_stale(session, storage)
+    for clip_id in clip_ids:
+        await lifecycle.upload_ended(
+            session, clip_id, "upload_expired", "The upload was not completed in time."
+        )
+    return len(clip_ids)

@@ -1,0 +1,191 @@
+"""The clip lifecycle: the only code that changes ``Clip.status`` (a test enforces it).
+
+    awaiting_upload ──upload completed──▶ processing ──first segments──▶ viewable
+           │                                  │  ╲                         │  ▲ (republished)
+           │ upload aborted / expired         │   ╲──────── ready ◀───────┘──┘
+           ▼                                  ▼                ▲ encoded
+         failed ◀──────── transcode failed ───┴────────────────┘ (never from ready)
+
+Deleting is not a status: ``deleted_at`` hides the clip everywhere and a purge job removes
+its media, whatever the status was.
+
+Every transition is one guarded UPDATE (the allowed sources from ``TRANSITIONS``, and never
+on a deleted clip), so a worker and a request racing on one clip cannot both win; each
+returns whether it happened. Its side effects run in the caller's transaction, so they
+happen exactly when the transition commits: the transcode job on "processing", the purge
+job on delete, and the ready hooks (e.g. the owner's "your pitch is ready") on "ready".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.clips.models import Clip, ClipStatus
+from app.config import Settings
+from app.db import utcnow
+from app.errors import Conflict
+from app.jobs.kinds import PURGE_CLIP, TRANSCODE_CLIP
+from app.jobs.service import enqueue
+
+S = ClipStatus
+
+# Which statuses each status may move to. ``viewable → viewable`` republishes the manifest
+# as more segments are encoded. "ready" and "failed" are end states.
+TRANSITIONS: Mapping[ClipStatus, frozenset[ClipStatus]] = {
+    S.awaiting_upload: frozenset({S.processing, S.failed}),
+    S.processing: frozenset({S.viewable, S.ready, S.failed}),
+    S.viewable: frozenset({S.viewable, S.ready, S.failed}),
+    S.ready: frozenset(),
+    S.failed: frozenset(),
+}
+INITIAL = S.awaiting_upload
+ENCODING = frozenset({S.processing, S.viewable})
+ERROR_MESSAGE_LIMIT = 2000
+
+# Runs in the transaction that marks a clip ready: (session, clip id, settings).
+ReadyHook = Callable[[AsyncSession, uuid.UUID, Settings], Awaitable[None]]
+_ready_hooks: list[ReadyHook] = []
+
+
+class IllegalTransition(RuntimeError):
+    """Code asked for a transition the table does not allow: a bug, not a user error."""
+
+
+def sources_of(target: ClipStatus) -> frozenset[ClipStatus]:
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+def on_ready(hook: ReadyHook) -> None:
+    """Attach a side effect of "ready" (wired once by the composition root, app.tasks)."""
+    if hook not in _ready_hooks:
+        _ready_hooks.append(hook)
+
+
+def new_clip(**fields: Any) -> Clip:
+    """A new clip, in the initial status (the caller adds it to the session)."""
+    return Clip(status=INITIAL, **fields)
+
+
+async def _move(
+    session: AsyncSession,
+    where: ColumnElement[bool],
+    target: ClipStatus,
+    *,
+    only_from: Collection[ClipStatus] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Move the clips matching ``where`` to ``target`` if their status allows it; returns
+    the (org_id, id) of those that moved."""
+    allowed = sources_of(target)
+    if only_from is not None:
+        if not set(only_from) <= allowed:
+            raise IllegalTransition(f"{sorted(only_from)} → {target} is not allowed")
+        allowed = frozenset(only_from)
+    rows = await session.execute(
+        update(Clip)
+        .where(where, Clip.deleted_at.is_(None), Clip.status.in_(allowed))
+        .values(status=target, updated_at=utcnow(), **(values or {}))
+        .returning(Clip.org_id, Clip.id)
+    )
+    return [(org_id, clip_id) for org_id, clip_id in rows.all()]
+
+
+async def upload_completed(
+    session: AsyncSession, clip: Clip, *, source_key: str | None = None
+) -> None:
+    """awaiting_upload → processing once the source is stored, and its transcode job in the
+    same transaction (a committed upload always has its transcode). Raises ``Conflict``
+    when the clip was deleted or its upload ended while the bytes were streaming outside any
+    transaction."""
+    extra = {"source_key": source_key} if source_key else {}
+    moved = await _move(
+        session,
+        Clip.id == clip.id,
+        S.processing,
+        only_from=(S.awaiting_upload,),
+        values={"progress": 0.0, **extra},
+    )
+    if not moved:
+        raise Conflict("The clip changed during the upload.", code="clip_changed")
+    await session.refresh(clip)
+    await enqueue(
+        session,
+        TRANSCODE_CLIP,
+        {"clip_id": str(clip.id), "org_id": str(clip.org_id)},
+        dedupe_key=f"{TRANSCODE_CLIP}:{clip.id}",
+    )
+
+
+async def upload_ended(session: AsyncSession, clip_id: uuid.UUID, code: str, message: str) -> bool:
+    """awaiting_upload → failed: the upload was aborted or expired before it completed."""
+    values = {"error_code": code, "error_message": message}
+    return bool(await _move(session, Clip.id == clip_id, S.failed, values=values))
+
+
+async def publish(
+    session: AsyncSession,
+    clip_id: uuid.UUID,
+    target: ClipStatus,
+    media: dict[str, Any],
+    settings: Settings,
+    **facts: Any,
+) -> bool:
+    """processing/viewable → viewable or ready, pointing the clip at ``media``. Never over
+    an end state (a newer attempt's "ready", or "failed"); False when nothing moved."""
+    if target not in (S.viewable, S.ready):
+        raise IllegalTransition(f"publish to {target}")
+    values: dict[str, Any] = {"media": media, **facts}
+    if target == S.ready:
+        values["progress"] = 1.0
+    moved = await _move(session, Clip.id == clip_id, target, values=values)
+    if moved and target == S.ready:
+        for hook in _ready_hooks:
+            await hook(session, clip_id, settings)
+    return bool(moved)
+
+
+async def record_progress(session: AsyncSession, clip_id: uuid.UUID, shown: float) -> None:
+    """Encoding progress, monotonic: a retry restarting at 0 never makes the bar jump back."""
+    await session.execute(
+        update(Clip)
+        .where(
+            Clip.id == clip_id,
+            Clip.deleted_at.is_(None),
+            Clip.progress < shown,
+            Clip.status.in_(ENCODING),
+        )
+        .values(progress=shown, updated_at=utcnow())
+    )
+
+
+async def processing_failed(
+    session: AsyncSession, clip_ids: Collection[uuid.UUID], code: str, message: str
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """processing/viewable → failed, dropping the media reference (the caller deletes what
+    was published while encoding). Returns the (org_id, id) of the clips that failed."""
+    if not clip_ids:
+        return []
+    values = {
+        "media": None,
+        "error_code": code,
+        "error_message": message[:ERROR_MESSAGE_LIMIT],
+    }
+    return await _move(session, Clip.id.in_(clip_ids), S.failed, only_from=ENCODING, values=values)
+
+
+async def delete(session: AsyncSession, clip: Clip) -> None:
+    """Soft delete now (every read filters on deleted_at); the purge job removes the media."""
+    clip.deleted_at = utcnow()
+    await enqueue(
+        session,
+        PURGE_CLIP,
+        {"clip_id": str(clip.id), "org_id": str(clip.org_id)},
+        dedupe_key=f"{PURGE_CLIP}:{clip.id}",
+    )
+    await session.flush()

@@ -1,0 +1,38 @@
+"""The composition root of background work: the product's job handlers and periodic
+tasks, registered into ``app.jobs.registry.registry``, and the clip lifecycle's hooks into
+other domains. Importing this module does it once; the worker runtime imports it."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.clips import lifecycle
+from app.clips.tasks import expire_uploads, fail_abandoned_transcodes, purge_clip
+from app.clips.transcode import transcode_clip
+from app.config import Settings
+from app.exemplars.service import notify_pitch_ready
+from app.exemplars.tasks import REFRESH_INTERVAL_S, refresh_exemplar_scores
+from app.idempotency.tasks import purge_idempotency_records
+from app.jobs.kinds import PURGE_CLIP, TRANSCODE_CLIP
+from app.jobs.registry import registry
+
+registry.add(TRANSCODE_CLIP, transcode_clip)
+registry.add(PURGE_CLIP, purge_clip)
+# Periodic tasks run in every worker; each is idempotent and safe to overlap.
+registry.register_periodic("uploads.expire", 300, expire_uploads)
+registry.register_periodic("idempotency.purge_expired", 300, purge_idempotency_records)
+registry.register_periodic("clips.fail_abandoned_transcodes", 60, fail_abandoned_transcodes)
+registry.register_periodic("exemplars.refresh_scores", REFRESH_INTERVAL_S, refresh_exemplar_scores)
+
+
+async def _notify_pitch_ready(
+    session: AsyncSession, clip_id: uuid.UUID, settings: Settings
+) -> None:
+    # The owner hears about it with the exemplars it links to, in the transaction that
+    # marks the clip ready (so exactly once).
+    await notify_pitch_ready(session, clip_id, settings.exemplar_links)
+
+
+lifecycle.on_ready(_notify_pitch_ready)

@@ -1,0 +1,34 @@
+"""Users of one organization (login by email, unique across all orgs, is in app.auth)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func
+
+from app.tenancy import TenantRepository
+from app.users.models import Role, User
+
+
+class UserRepository(TenantRepository[User]):
+    model = User
+
+    async def by_ids(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, User]:
+        """The org's users among ``ids`` (active or not), by id: one query."""
+        rows = await self.session.scalars(self.select().where(User.id.in_(list(ids))))
+        return {user.id: user for user in rows.all()}
+
+    async def active(self, user_id: uuid.UUID) -> User | None:
+        found: User | None = await self.session.scalar(
+            self.select().where(User.id == user_id, User.is_active)
+        )
+        return found
+
+    async def active_admin_count(self) -> int:
+        count = await self.session.scalar(
+            self.select(func.count(User.id)).where(
+                User.role == Role.admin, User.is_active.is_(True)
+            )
+        )
+        return int(count or 0)
