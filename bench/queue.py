@@ -29,17 +29,23 @@ import multiprocessing as mp
 import statistics
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, insert, select, text, update
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, utcnow, uuid7
+from app.jobs.kinds import JobKind
 from app.jobs.models import Job, JobStatus
+from app.jobs.registry import JobContext, JobServices, Registry
 from app.jobs.service import NOTIFY_CHANNEL, enqueue
 from app.migrate import create_scratch_database, drop_scratch_database, upgrade_head
-from app.jobs.registry import JobContext, Registry
+from app.storage.base import Storage
 from workers.runtime import Worker
+
+BENCH_NOOP = JobKind("bench.noop")
+BENCH_PING = JobKind("bench.ping")
+NO_SERVICES = JobServices(storage=cast(Storage, None))  # the bench handlers use none
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 N_JOBS = 10_000
@@ -86,11 +92,11 @@ async def _run_worker(
 ) -> None:
     registry = Registry()
 
-    @registry.register("bench.noop")
+    @registry.register(BENCH_NOOP)
     async def noop(ctx: JobContext) -> None:
         return None
 
-    @registry.register("bench.ping")
+    @registry.register(BENCH_PING)
     async def ping(ctx: JobContext) -> None:
         if started is not None:
             started.put((ctx.payload["seq"], time.monotonic()))
@@ -100,7 +106,7 @@ async def _run_worker(
         _settings(url, job_poll_interval_s=poll_s),
         engine,
         make_sessionmaker(engine),
-        {},
+        NO_SERVICES,
         registry,
         concurrency,
         local_wakeups=False,
@@ -150,7 +156,7 @@ async def _insert_parked_jobs(url: str, n: int) -> None:
     rows = [
         {
             "id": uuid7(),
-            "kind": "bench.noop",
+            "kind": BENCH_NOOP.name,
             "payload": {"i": i},
             "status": JobStatus.queued,
             "priority": 100,
@@ -220,7 +226,7 @@ async def _measure_latency(url: str, started: Any) -> list[float]:
         await conn.execute(text("TRUNCATE jobs"))
     for seq in range(LATENCY_SAMPLES):
         async with sm() as session:
-            await enqueue(session, "bench.ping", {"seq": seq})
+            await enqueue(session, BENCH_PING, {"seq": seq})
             t0 = time.monotonic()  # before COMMIT: its round trip is counted too
             await session.commit()
         got_seq, t_start = await loop.run_in_executor(None, started.get, True, 10)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.clips.models import Clip, Visibility
 from app.errors import Forbidden
 from app.reviews.models import ReviewRequest, ReviewStatus
-from app.tenancy import Principal
+from app.tenancy import ORG_PARAM, Principal, in_org_param
 from app.users.models import Role, User
 
 # Roles that see every clip of their organization, private ones included.
@@ -50,7 +50,7 @@ def _visible_clip(overseer: bool) -> Select[uuid.UUID]:
     # Built once per kind of viewer: checked on nearly every request about a clip, and
     # building the statement costs more than running it.
     return select(Clip.id).where(
-        Clip.org_id == bindparam("org_id"),
+        in_org_param(Clip),
         Clip.id == bindparam("clip_id"),
         _visibility(overseer, bindparam("viewer_id")),
     )
@@ -60,7 +60,7 @@ async def is_visible(session: AsyncSession, principal: Principal, clip_id: uuid.
     """Whether the caller may see this clip of their organization."""
     found = await session.scalar(
         _visible_clip(principal.has_role(*OVERSEERS)),
-        {"org_id": principal.org_id, "clip_id": clip_id, "viewer_id": principal.id},
+        {ORG_PARAM: principal.org_id, "clip_id": clip_id, "viewer_id": principal.id},
     )
     return found is not None
 

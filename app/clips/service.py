@@ -3,20 +3,21 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, String, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, cast, func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clips import lifecycle
-from app.clips.access import ensure_can_edit, is_visible, visible_to
+from app.clips.access import ensure_can_edit, is_visible
 from app.clips.models import Clip, ClipKind, ClipStatus, clip_prefix
+from app.clips.repository import ClipRepository
 from app.clips.schemas import ClipCreate, ClipUpdate
 from app.config import Settings
 from app.db import utcnow, uuid7
 from app.errors import NotFound, Unprocessable
 from app.pagination import PageParams, SortKey, paginate
-from app.stages.models import Skill, Stage
+from app.stages.repository import StageRepository
 from app.storage.base import Storage
-from app.tenancy import Principal, org_select
+from app.tenancy import Principal
 from app.uploads.models import Upload
 from app.uploads.service import start_upload
 
@@ -25,19 +26,15 @@ async def validate_taxonomy(
     session: AsyncSession, principal: Principal, stage_key: str, skills: list[str]
 ) -> None:
     """The stage must exist in the caller's org and every skill must belong to it."""
-    stage_id = await session.scalar(
-        select(Stage.id).where(Stage.org_id == principal.org_id, Stage.key == stage_key)
-    )
-    if stage_id is None:
+    stages = StageRepository.of(session, principal)
+    if not await stages.key_exists(stage_key):
         raise Unprocessable(
             f"Unknown stage {stage_key!r}.",
             code="unknown_stage",
             details=[{"loc": ["body", "stage"], "msg": "not a stage of this organization"}],
         )
     if skills:
-        known = set(
-            (await session.scalars(select(Skill.key).where(Skill.stage_id == stage_id))).all()
-        )
+        known = await stages.skill_keys(stage_key)
         unknown = [s for s in skills if s not in known]
         if unknown:
             raise Unprocessable(
@@ -84,16 +81,8 @@ async def create_clip(
     return CreatedClip(clip=clip, upload=upload)
 
 
-def _visible(principal: Principal) -> Select[Clip]:
-    return org_select(Clip, principal).where(visible_to(principal))
-
-
 async def get_clip(session: AsyncSession, principal: Principal, clip_id: uuid.UUID) -> Clip:
-    # Deleted, another org's, or private to someone else: all look like "not found".
-    clip = await session.scalar(_visible(principal).where(Clip.id == clip_id))
-    if clip is None:
-        raise NotFound("Clip not found.")
-    return clip
+    return await ClipRepository.of(session, principal).get_visible(principal, clip_id)
 
 
 def _like_pattern(text: str) -> str:
@@ -134,7 +123,7 @@ class ClipFilters:
 async def list_clips(
     session: AsyncSession, principal: Principal, filters: ClipFilters, page: PageParams
 ) -> tuple[list[Clip], str | None]:
-    stmt = _visible(principal)
+    stmt = ClipRepository.of(session, principal).visible(principal)
     if filters.stage:
         stmt = stmt.where(Clip.stage == filters.stage)
     if filters.kind:

@@ -227,21 +227,17 @@ _RESPONSES[403] = {**_RESPONSES[403], "description": "Missing, invalid or expire
 _RESPONSES[404] = {**_RESPONSES[404], "description": "No such object (or storage is not local)"}
 
 
-router.add_api_route(
-    "/v1/media/{key:path}",
-    serve_media,
-    methods=["GET"],
-    name="get_media",
-    summary="Read a local media object through a signed URL (Range, ETag)",
-    response_class=Response,
-    responses=_RESPONSES,
-)
-router.add_api_route(
-    "/v1/media/{key:path}",
-    serve_media,
-    methods=["HEAD"],
-    name="head_media",
-    summary="Headers of a local media object through a signed URL",
-    response_class=Response,
-    responses=_RESPONSES,
-)
+# One endpoint, two operations (FileResponse answers HEAD without a body).
+for method, name, summary in (
+    ("GET", "get_media", "Read a local media object through a signed URL (Range, ETag)"),
+    ("HEAD", "head_media", "Headers of a local media object through a signed URL"),
+):
+    router.add_api_route(
+        "/v1/media/{key:path}",
+        serve_media,
+        methods=[method],
+        name=name,
+        summary=summary,
+        response_class=Response,
+        responses=_RESPONSES,
+    )
