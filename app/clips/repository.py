@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select
+from sqlalchemy import Select, func, update
 
 from app.clips.access import visible_to
-from app.clips.models import Clip
+from app.clips.models import Clip, ClipKind
 from app.errors import NotFound
 from app.tenancy import Principal, TenantRepository
 
@@ -25,3 +25,39 @@ class ClipRepository(TenantRepository[Clip]):
         if clip is None:
             raise NotFound("Clip not found.")
         return clip
+
+    async def is_own_feedback_clip(self, owner_id: uuid.UUID, clip_id: uuid.UUID) -> bool:
+        """Whether ``clip_id`` is a live clip of kind feedback uploaded by ``owner_id`` (what a
+        video reply may point at)."""
+        found = await self.session.scalar(
+            self.select(Clip.id).where(
+                Clip.id == clip_id,
+                Clip.owner_id == owner_id,
+                Clip.kind == ClipKind.feedback,
+                Clip.deleted_at.is_(None),
+            )
+        )
+        return found is not None
+
+    async def add_open_feedback(self, clip_id: uuid.UUID, step: int) -> None:
+        """Keep ``open_feedback_count`` in step with the clip's unresolved threads (the
+        feedback service calls this whenever a thread opens or closes)."""
+        await self.session.execute(
+            update(Clip)
+            .where(self.where_in_org(), Clip.id == clip_id)
+            .values(open_feedback_count=Clip.open_feedback_count + step)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def open_feedback_by_stage(self, owner_id: uuid.UUID) -> dict[str, int]:
+        """Unresolved feedback threads on the owner's live clips, per stage."""
+        rows = await self.session.execute(
+            self.select(Clip.stage, func.sum(Clip.open_feedback_count))
+            .where(
+                Clip.owner_id == owner_id,
+                Clip.deleted_at.is_(None),
+                Clip.open_feedback_count > 0,
+            )
+            .group_by(Clip.stage)
+        )
+        return {stage: int(count) for stage, count in rows}

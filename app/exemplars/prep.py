@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.clips.repository import ClipRepository
 from app.config import Settings
 from app.db import utcnow
 from app.errors import Unprocessable
@@ -79,7 +80,7 @@ async def prep_kit(
 ) -> tuple[PrepKit, str]:
     stages = await StageRepository.of(session, principal).keys_and_names()
     feedback = FeedbackRepository.of(session, principal)
-    open_counts = await feedback.open_counts_by_stage(principal.id)
+    open_counts = await ClipRepository.of(session, principal).open_feedback_by_stage(principal.id)
     order = {key: i for i, (key, _name) in enumerate(stages)}
     ordered = sorted(stages, key=lambda s: (-open_counts.get(s.key, 0), order[s.key]))
     if stage is None:

@@ -302,20 +302,6 @@ class FeedbackRepository(TenantRepository[Feedback]):
         )
         return int(count or 0)
 
-    async def own_feedback_clip(self, owner_id: uuid.UUID, clip_id: uuid.UUID) -> bool:
-        """Whether ``clip_id`` is a live clip of kind feedback uploaded by ``owner_id`` (what a
-        video reply may point at)."""
-        found = await self.session.scalar(
-            select(Clip.id).where(
-                self.scoped(Clip),
-                Clip.id == clip_id,
-                Clip.owner_id == owner_id,
-                Clip.kind == ClipKind.feedback,
-                Clip.deleted_at.is_(None),
-            )
-        )
-        return found is not None
-
     # --- writes ---
 
     async def move_replies(self, root_id: uuid.UUID, timestamp_ms: int, end_ms: int | None) -> None:
@@ -324,15 +310,6 @@ class FeedbackRepository(TenantRepository[Feedback]):
             update(Feedback)
             .where(self.where_in_org(), Feedback.parent_id == root_id)
             .values(timestamp_ms=timestamp_ms, end_ms=end_ms)
-            .execution_options(synchronize_session=False)
-        )
-
-    async def count_open(self, clip_id: uuid.UUID, step: int) -> None:
-        """Keep clips.open_feedback_count in step with the clip's unresolved threads."""
-        await self.session.execute(
-            update(Clip)
-            .where(self.scoped(Clip), Clip.id == clip_id)
-            .values(open_feedback_count=Clip.open_feedback_count + step)
             .execution_options(synchronize_session=False)
         )
 
@@ -391,21 +368,6 @@ class FeedbackRepository(TenantRepository[Feedback]):
         return True
 
     # --- for other domains: the prep kit ---
-
-    async def open_counts_by_stage(self, owner_id: uuid.UUID) -> dict[str, int]:
-        """Unresolved threads on the owner's live clips, per stage (from the clips'
-        open_feedback_count, which this domain keeps)."""
-        rows = await self.session.execute(
-            select(Clip.stage, func.sum(Clip.open_feedback_count))
-            .where(
-                self.scoped(Clip),
-                Clip.owner_id == owner_id,
-                Clip.deleted_at.is_(None),
-                Clip.open_feedback_count > 0,
-            )
-            .group_by(Clip.stage)
-        )
-        return {stage: int(count) for stage, count in rows}
 
     async def tips(self, principal: Principal, stage: str, limit: int) -> list[FeedbackTip]:
         """The most helpful live feedback on the stage's pitches and exemplars the caller

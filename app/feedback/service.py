@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clips.access import OVERSEERS, can_see
 from app.clips.models import Clip
+from app.clips.repository import ClipRepository
 from app.clips.service import ensure_visible, get_clip
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -89,8 +90,7 @@ async def _check_response_clip(
 ) -> None:
     if clip_id is None:
         return
-    repo = FeedbackRepository.of(session, principal)
-    if not await repo.own_feedback_clip(principal.id, clip_id):
+    if not await ClipRepository.of(session, principal).is_own_feedback_clip(principal.id, clip_id):
         raise _invalid(
             "response_clip_id",
             "response_clip_id must be a clip of kind 'feedback' that you uploaded.",
@@ -148,7 +148,7 @@ async def create_feedback(
     session.add(item)
     await session.flush()
     if root is None:
-        await repo.count_open(clip.id, +1)
+        await ClipRepository.of(session, principal).add_open_feedback(clip.id, +1)
     await _notify_new(session, principal, clip, item, root, mentions)
     return item
 
@@ -287,7 +287,7 @@ async def delete_feedback(
         raise Forbidden("Only the author, coaches and admins may delete feedback.")
     repo = FeedbackRepository.of(session, principal)
     if item.is_root and item.resolved_at is None:
-        await repo.count_open(item.clip_id, -1)
+        await ClipRepository.of(session, principal).add_open_feedback(item.clip_id, -1)
     if item.is_root and await repo.reply_count(item.id) > 0:
         item.deleted_at = utcnow()
         item.body = ""
@@ -323,11 +323,11 @@ async def set_resolved(
             data={"clip_title": clip.title, "excerpt": item.body[:EXCERPT_CHARS]},
         )
         notify(session, cause, [(item.author_id, NotificationKind.feedback_resolved)])
-        await FeedbackRepository.of(session, principal).count_open(clip.id, -1)
+        await ClipRepository.of(session, principal).add_open_feedback(clip.id, -1)
     elif not resolved and item.resolved_at is not None:
         item.resolved_at = None
         item.resolved_by_id = None
-        await FeedbackRepository.of(session, principal).count_open(clip.id, +1)
+        await ClipRepository.of(session, principal).add_open_feedback(clip.id, +1)
     await session.flush()
     return item
 

@@ -28,9 +28,7 @@ class JobKind:
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > MAX_KIND_LENGTH:
-            raise ValueError(
-                f"job kind must have 1 to {MAX_KIND_LENGTH} characters: {self.name!r}"
-            )
+            raise ValueError(f"job kind must have 1 to {MAX_KIND_LENGTH} characters: {self.name!r}")
         JobKind._declared.setdefault(self.name, self)
 
     def __str__(self) -> str:

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from app.clips.tasks import expire_uploads
 from app.db import utcnow
 from app.jobs.models import Job, JobStatus
 from app.uploads.models import Upload
-from app.clips.tasks import expire_uploads
 from tests.conftest import running_worker, task_context
 from tests.helpers.api import clip_body, source_key
 from tests.helpers.waiting import eventually

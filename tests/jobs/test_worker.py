@@ -26,7 +26,7 @@ from app.jobs.registry import (
 from app.jobs.service import LeaseLost, PermanentJobError, claim, enqueue
 from app.storage.base import Storage
 from tests.helpers.waiting import eventually
-from workers.events import Draining, Finished, Idle
+from workers.events import Claimed, Draining, Finished, Idle
 from workers.main import load_handlers, start_embedded_worker
 from workers.runtime import Worker
 
@@ -461,3 +461,52 @@ def test_the_product_registry_has_a_handler_for_every_product_kind() -> None:
     assert registry.required == PRODUCT_KINDS
     registry.check()
     assert {kind.name for kind in PRODUCT_KINDS} <= registry.kinds
+
+
+async def test_worker_events_report_each_attempt_and_its_outcome(
+    worker_settings: Settings, engine: AsyncEngine, jobs: Jobs
+) -> None:
+    registry = Registry()
+
+    @registry.register("test.events_ok")
+    async def ok(ctx: JobContext) -> None:
+        return None
+
+    @registry.register("test.events_flaky")
+    async def flaky(ctx: JobContext) -> None:
+        raise RuntimeError("transient trouble")
+
+    @registry.register("test.events_invalid")
+    async def invalid(ctx: JobContext) -> None:
+        raise PermanentJobError("invalid_media", "no video stream")
+
+    @registry.register("test.events_last")
+    async def last(ctx: JobContext) -> None:
+        raise RuntimeError("no attempt left")
+
+    worker = make_worker(worker_settings, engine, jobs.sm, registry)
+    idle = worker.events.expect(Idle)
+    claimed = worker.events.expect(Claimed, lambda e: e.kind == "test.events_ok")
+    finished = {
+        kind: worker.events.expect(Finished, lambda e, kind=kind: e.kind == kind)
+        for kind in (
+            "test.events_ok",
+            "test.events_flaky",
+            "test.events_invalid",
+            "test.events_last",
+        )
+    }
+    async with running(worker):
+        assert (await asyncio.wait_for(idle, 10)).running == 0
+        [ok_id] = await jobs.add(kind="test.events_ok")
+        await jobs.add(kind="test.events_flaky")
+        await jobs.add(kind="test.events_invalid")
+        await jobs.add(kind="test.events_last", max_attempts=1)
+        assert (await asyncio.wait_for(claimed, 10)) == Claimed(ok_id, "test.events_ok", 1)
+        outcomes = {kind: (await asyncio.wait_for(f, 10)).outcome for kind, f in finished.items()}
+    assert outcomes == {
+        "test.events_ok": "succeeded",
+        "test.events_flaky": "retrying",
+        "test.events_invalid": "failed",
+        "test.events_last": "dead",
+    }

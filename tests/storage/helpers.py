@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -40,3 +41,12 @@ async def upload_part(
     response = await http.request(target.method, target.url, content=data, headers=target.headers)
     assert response.status_code == 200, response.text
     return response.headers["ETag"]
+
+
+# What the media-route tests serve (the `client` fixture of tests/storage/conftest.py).
+DATA = bytes(range(256)) * 4  # 1024 bytes
+
+
+def path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"

@@ -4,47 +4,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, MutableMapping
-from types import SimpleNamespace
+from collections.abc import MutableMapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from app.errors import install_error_handlers
 from app.storage import LocalStorage, Storage
 from app.storage.local import sign_media_url
 from app.storage.media_router import RangeNotSatisfiable, parse_range
-from app.storage.media_router import router as media_router
-from tests.storage.conftest import SECRET
-from tests.storage.helpers import chunked
-
-DATA = bytes(range(256)) * 4  # 1024 bytes
-
-
-def make_app(storage: Storage | None) -> FastAPI:
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(media_router)
-    app.state.storage = storage
-    app.state.settings = SimpleNamespace(secret_key=SECRET)
-    return app
-
-
-@pytest.fixture
-async def client(local_storage: LocalStorage) -> AsyncIterator[httpx.AsyncClient]:
-    await local_storage.put_stream("v/1/clip.mp4", chunked(DATA))
-    transport = httpx.ASGITransport(app=make_app(local_storage))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
-def path_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}"
+from tests.storage.conftest import SECRET, make_media_app
+from tests.storage.helpers import DATA, chunked, path_of
 
 
 def signed(
@@ -142,7 +113,8 @@ async def test_if_none_match(client: httpx.AsyncClient, local_storage: LocalStor
     r = await client.get(signed(), headers={"If-None-Match": f'"other", W/{etag}'})
     assert r.status_code == 304
 
-    # Replacing the file changes the ETag.
+    # Replacing the file changes the ETag (size and mtime). A sleep, not an event: the
+    # replacement must get a later mtime on file systems with coarse timestamps.
     time.sleep(0.01)
     await local_storage.put_stream("v/1/clip.mp4", chunked(DATA[::-1]))
     r = await client.get(signed(), headers={"If-None-Match": etag})
@@ -239,7 +211,7 @@ async def test_large_file_streams(local_storage: LocalStorage) -> None:
         if message["type"] == "http.response.body" and not message.get("more_body"):
             done.set()
 
-    await make_app(local_storage)(scope, receive, send)
+    await make_media_app(local_storage)(scope, receive, send)
     assert sent[0]["status"] == 200
     bodies = [m["body"] for m in sent[1:] if m.get("body")]
     assert b"".join(bodies) == data
@@ -248,10 +220,10 @@ async def test_large_file_streams(local_storage: LocalStorage) -> None:
 
 
 async def test_not_served_for_s3(s3_storage: Storage) -> None:
-    transport = httpx.ASGITransport(app=make_app(s3_storage))
+    transport = httpx.ASGITransport(app=make_media_app(s3_storage))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         assert (await c.get(signed())).status_code == 404
-    transport = httpx.ASGITransport(app=make_app(None))
+    transport = httpx.ASGITransport(app=make_media_app(None))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         assert (await c.get(signed())).status_code == 404
 
@@ -265,7 +237,7 @@ def test_parse_range() -> None:
 
 
 async def test_openapi(local_storage: LocalStorage) -> None:
-    schema = make_app(local_storage).openapi()
+    schema = make_media_app(local_storage).openapi()
     operations = schema["paths"]["/v1/media/{key}"]
     assert set(operations) == {"get", "head"}
     assert operations["get"]["tags"] == ["media"]

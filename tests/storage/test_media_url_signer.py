@@ -11,7 +11,7 @@ import pytest
 from app.storage.base import InvalidKey
 from app.storage.local import ScopedMediaSigner, scope_signature
 from tests.storage.conftest import SECRET
-from tests.storage.test_media_router import DATA, client, path_of  # noqa: F401
+from tests.storage.helpers import DATA, path_of
 
 SCOPE = "v/1/"
 
@@ -20,14 +20,14 @@ def scoped(key: str, scope: str = SCOPE, ttl_s: int = 60) -> str:
     return path_of(ScopedMediaSigner("http://t", SECRET, scope, int(time.time()) + ttl_s).url(key))
 
 
-async def test_scoped_url_reads_objects_under_its_folder(client: httpx.AsyncClient) -> None:  # noqa: F811
+async def test_scoped_url_reads_objects_under_its_folder(client: httpx.AsyncClient) -> None:
     r = await client.get(scoped("v/1/clip.mp4"))
     assert r.status_code == 200 and r.content == DATA
     r = await client.get(scoped("v/1/clip.mp4"), headers={"Range": "bytes=-500"})
     assert r.status_code == 206 and r.content == DATA[-500:]
 
 
-async def test_scoped_signature_covers_only_its_folder(client: httpx.AsyncClient) -> None:  # noqa: F811
+async def test_scoped_signature_covers_only_its_folder(client: httpx.AsyncClient) -> None:
     exp = int(time.time()) + 60
     sig = scope_signature(SECRET, "v/2/", exp)
     # A valid signature for another folder cannot reach this one.

@@ -3,6 +3,7 @@ becomes ready, and storage holds exactly one published set of renditions."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -16,10 +17,12 @@ import pytest
 from sqlalchemy import select
 
 from app.clips.models import Clip
+from app.jobs.kinds import PURGE_CLIP
 from app.jobs.models import Job, JobStatus
 from tests.helpers.transcode import get_clip, upload, wait_settled
 from tests.helpers.waiting import eventually
 from tests.media.conftest import Clips, ffprobe
+from workers.events import Finished
 from workers.runtime import Worker
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -72,13 +75,10 @@ async def test_landscape_clip_becomes_ready_with_all_outputs(
     assert vtt.startswith("WEBVTT") and "#xywh=" in vtt
 
     # Deleting purges every object of the clip, renditions included.
+    purged = worker.events.expect(Finished, lambda e: e.kind == PURGE_CLIP.name)
     assert (await client.delete(f"/v1/clips/{clip_id}", headers=rep.headers)).status_code == 204
-    await eventually(
-        lambda: storage.stat(prefix + "master.m3u8"),
-        until=lambda info: info is None,
-        timeout=30,
-        what="the purge job to delete the master playlist",
-    )
+    assert (await asyncio.wait_for(purged, 30)).outcome == "succeeded"
+    assert await storage.stat(prefix + "master.m3u8") is None
     assert await storage.stat(prefix + "v0/index.m3u8") is None
 
 
