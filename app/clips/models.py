@@ -70,7 +70,7 @@ class Clip(TenantMixin, TimestampMixin, Base):
     video_codec: Mapped[str | None] = mapped_column(String(32))
     audio_codec: Mapped[str | None] = mapped_column(String(32))
     bitrate: Mapped[int | None] = mapped_column(BigInteger)
-    # The published renditions (see workers/transcode.py), under media_root(): each update
+    # The published renditions (see app/clips/transcode.py), under media_root(): each update
     # names only files already stored, so a reader never sees a reference to a missing one.
     media: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
