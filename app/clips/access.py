@@ -6,12 +6,12 @@ import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, exists, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clips.models import Clip, Visibility
 from app.errors import Forbidden
-from app.reviews.models import ReviewRequest, ReviewStatus
+from app.reviews.repository import asked_to_review
 from app.tenancy import ORG_PARAM, Principal, in_org_param
 from app.users.models import Role, User
 
@@ -33,15 +33,8 @@ def _visibility(overseer: bool, viewer_id: Any) -> ColumnElement[bool]:
     """`visible_to` for a viewer id given as a value or as a bind parameter."""
     if overseer:
         return Clip.deleted_at.is_(None)
-    asked_to_review = exists(
-        select(ReviewRequest.id).where(
-            ReviewRequest.clip_id == Clip.id,
-            ReviewRequest.reviewer_id == viewer_id,
-            ReviewRequest.status.in_((ReviewStatus.pending, ReviewStatus.completed)),
-        )
-    )
     return Clip.deleted_at.is_(None) & or_(
-        Clip.visibility == Visibility.org, Clip.owner_id == viewer_id, asked_to_review
+        Clip.visibility == Visibility.org, Clip.owner_id == viewer_id, asked_to_review(viewer_id)
     )
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Exists, Select, exists, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from app.clips.models import Clip
@@ -18,6 +19,19 @@ _LOAD = (
     joinedload(ReviewRequest.reviewer),
     selectinload(ReviewRequest.scores),
 )
+
+
+def asked_to_review(viewer_id: Any) -> Exists:
+    """SQL: the viewer (a value or a bind parameter) was asked to review the clip of the
+    enclosing query (``Clip``) and has not declined: such a reviewer may see a private clip
+    (app.clips.access builds its visibility rule with this)."""
+    return exists(
+        select(ReviewRequest.id).where(
+            ReviewRequest.clip_id == Clip.id,
+            ReviewRequest.reviewer_id == viewer_id,
+            ReviewRequest.status.in_((ReviewStatus.pending, ReviewStatus.completed)),
+        )
+    )
 
 
 class ReviewRepository(TenantRepository[ReviewRequest]):
