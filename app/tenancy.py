@@ -113,25 +113,5 @@ class TenantRepository(Generic[M]):
         return found
 
 
-def org_select(model: type[T], principal: Principal) -> Select[T]:
-    """``SELECT model`` restricted to the caller's organization."""
-    stmt: Select[T] = select(model).where(in_org(principal.org_id, model))
-    return stmt
-
-
-async def get_in_org(
-    session: AsyncSession,
-    model: type[T],
-    principal: Principal,
-    obj_id: uuid.UUID,
-    *,
-    options: tuple[Any, ...] = (),
-) -> T:
-    """Load one row of the caller's org by id; another org's row is simply not found."""
-    repo = TenantRepository[T](session, principal.org_id)
-    repo.model = model
-    return await repo.get(obj_id, options=options)
-
-
 def _label(model: type[Any]) -> str:
     return str(getattr(model, "__label__", model.__name__))

@@ -79,7 +79,7 @@ async def receive_local_part(
     """A part PUT to a signed URL (local storage): the signature is the authorization."""
     uploads.check_part_url(settings, upload_id, number, expires, signature)
     upload, _clip = await _load(session, upload_id)
-    uploads.check_part_length(upload, number, content_length)
+    uploads.check_part_request(upload, number, content_length)
     await end_read_transaction(session)
     return await uploads.write_part(storage, upload, number, body)
 

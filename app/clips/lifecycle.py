@@ -113,7 +113,6 @@ async def upload_completed(
     )
     if not moved:
         raise Conflict("The clip changed during the upload.", code="clip_changed")
-    await session.refresh(clip)
     await enqueue(
         session,
         TRANSCODE_CLIP,

@@ -159,7 +159,7 @@ def check_part_url(
         raise Forbidden("The part URL is invalid or has expired.", code="invalid_signature")
 
 
-def check_part_length(upload: Upload, number: int, content_length: int | None) -> None:
+def check_part_request(upload: Upload, number: int, content_length: int | None) -> None:
     ensure_active(upload)
     check_part_number(upload, number)
     if content_length is not None and content_length > upload.part_size:
