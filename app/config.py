@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Comma-separated origins; empty means the environment's default (see allowed_origin_regex).
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A just-rotated refresh token presented again within this window returns the same new
+    # pair (two tabs, a lost response on a phone); after it, reuse revokes the token family.
+    refresh_reuse_grace_s: int = Field(default=30, ge=0, le=3600)
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_s: int = Field(default=60, ge=1)
 
@@ -68,6 +71,8 @@ class Settings(BaseSettings):
     playback_ttl_s: int = Field(default=6 * 3600, ge=60)
     # Presigned S3 URLs inside served playlists live at most this long: a deleted clip's
     # segments stay readable from the bucket until they expire.
+    # Lifetime of the signed poster_url on list items (clips, history, library).
+    poster_url_ttl_s: int = Field(default=3600, ge=60)
     playback_s3_url_ttl_s: int = Field(default=900, ge=30, le=900)
 
     # Exemplars and the prep kit

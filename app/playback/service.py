@@ -97,6 +97,23 @@ def sign_playback(
     )
 
 
+def poster_url(
+    settings: Settings,
+    clip_id: uuid.UUID,
+    media: dict[str, Any] | None,
+    base_url: str,
+    *,
+    now: float | None = None,
+) -> str | None:
+    """A short-lived signed poster URL for list items (``poster_url_ttl_s``), or None when the
+    clip has no published poster yet. No database access, so a page signs its items in memory."""
+    if not media or not media.get("poster") or "version" not in media:
+        return None
+    exp = int(now if now is not None else time.time()) + settings.poster_url_ttl_s
+    token = signing.make_token(settings.secret_key, clip_id, str(media["version"]), exp)
+    return play_root(base_url, token) + "poster.jpg"
+
+
 # --- the token check ----------------------------------------------------------------------
 
 
