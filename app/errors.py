@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.logging import request_id_var
+
 log = logging.getLogger("peerpitch.errors")
 
 
@@ -90,7 +92,15 @@ class ServiceUnavailable(AppError):
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
+    """The envelope; ``request_id`` ties the answer to the server's log line."""
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details,
+            "request_id": request_id_var.get(),
+        }
+    }
 
 
 _HTTP_CODES = {

@@ -19,6 +19,7 @@ from app.errors import install_error_handlers
 from app.exemplars.router import router as exemplars_router
 from app.feedback.router import router as feedback_router
 from app.notifications.router import router as notifications_router
+from app.openapi_schema import install_openapi, operation_id
 from app.ops.middleware import Metrics, RequestContextMiddleware
 from app.ops.router import router as ops_router
 from app.playback.router import router as playback_router
@@ -71,6 +72,7 @@ def create_app(
         version="1.0.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -83,6 +85,7 @@ def create_app(
     )
 
     install_error_handlers(app)
+    install_openapi(app)
     routers = (
         ops_router,
         auth_router,
@@ -108,7 +111,15 @@ def create_app(
         allow_credentials=False,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["ETag", "X-Request-ID", "Location", "Content-Range", "Accept-Ranges"],
+        expose_headers=[
+            "ETag",
+            "Location",
+            "Retry-After",
+            "X-Request-ID",
+            "Idempotent-Replayed",
+            "Content-Range",
+            "Accept-Ranges",
+        ],
         max_age=600,
     )
     # Outermost, so the request id and metrics cover CORS answers and errors alike.

@@ -10,13 +10,16 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from app.clips import lifecycle
 from app.clips.access import ensure_can_edit
 from app.clips.models import Clip, ClipStatus
+from app.clips.repository import ClipRepository
+from app.clips.schemas import UploadRestart
 from app.config import Settings
-from app.db import end_read_transaction
-from app.errors import Conflict, NotFound
+from app.db import end_read_transaction, utcnow
+from app.errors import Conflict, Forbidden, NotFound
 from app.storage.base import Storage, StoredPart
 from app.tenancy import Principal
 from app.uploads import service as uploads
@@ -24,24 +27,29 @@ from app.uploads.models import Upload, UploadStatus
 from app.uploads.schemas import CompletedPart, PartTargetOut
 
 
-async def _load(session: AsyncSession, upload_id: uuid.UUID) -> tuple[Upload, Clip]:
-    row = (
-        await session.execute(
-            select(Upload, Clip)
-            .join(Clip, Clip.id == Upload.clip_id)
-            .where(Upload.id == upload_id, Clip.deleted_at.is_(None))
-        )
-    ).one_or_none()
+async def _load(
+    session: AsyncSession, upload_id: uuid.UUID, *, fresh: bool = False
+) -> tuple[Upload, Clip]:
+    """The upload and its live clip, with the clip's owner (for the clip's response)."""
+    stmt = (
+        select(Upload, Clip)
+        .join(Clip, Clip.id == Upload.clip_id)
+        .where(Upload.id == upload_id, Clip.deleted_at.is_(None))
+        .options(joinedload(Clip.owner, innerjoin=True))
+    )
+    if fresh:
+        stmt = stmt.execution_options(populate_existing=True)
+    row = (await session.execute(stmt)).one_or_none()
     if row is None:
         raise NotFound("Upload not found.")
     return row[0], row[1]
 
 
 async def owned_upload(
-    session: AsyncSession, principal: Principal, upload_id: uuid.UUID
+    session: AsyncSession, principal: Principal, upload_id: uuid.UUID, *, fresh: bool = False
 ) -> tuple[Upload, Clip]:
     """Uploads are private to the clip's owner; anything else is not found."""
-    upload, clip = await _load(session, upload_id)
+    upload, clip = await _load(session, upload_id, fresh=fresh)
     if upload.org_id != principal.org_id or clip.owner_id != principal.id:
         raise NotFound("Upload not found.")
     return upload, clip
@@ -91,11 +99,26 @@ async def complete_upload(
     upload_id: uuid.UUID,
     parts: list[CompletedPart],
 ) -> Clip:
+    """Assemble the parts; the clip moves to processing. Repeating it on a completed upload
+    (a retry whose first answer was lost) answers as the first time: the clip, now."""
     upload, clip = await owned_upload(session, principal, upload_id)
+    if upload.status == UploadStatus.completed:
+        return clip
     uploads.check_completion_request(upload, parts)
     # Assembling and hashing gigabytes takes seconds: not inside a transaction.
     await end_read_transaction(session)
-    await uploads.assemble(session, storage, upload, clip, parts)
+    try:
+        await uploads.assemble(session, storage, upload, clip, parts)
+    except Conflict as exc:
+        if exc.code != "upload_completed":
+            raise
+        # The upload ended meanwhile: a concurrent completion won (answer as it did), or an
+        # abort or the expiry did (their conflict).
+        upload, clip = await owned_upload(session, principal, upload_id, fresh=True)
+        if upload.status != UploadStatus.completed:
+            uploads.ensure_active(upload)
+            raise
+        return clip
     await lifecycle.upload_completed(session, clip)
     await session.flush()
     return clip
@@ -106,6 +129,7 @@ async def abort_upload(
 ) -> None:
     upload, clip = await owned_upload(session, principal, upload_id)
     if await uploads.abort(storage, upload):
+        await session.flush()  # the clip fails only once no upload of it is open
         await lifecycle.upload_ended(
             session, clip.id, "upload_aborted", "The upload was aborted before it completed."
         )
@@ -136,6 +160,60 @@ async def put_source(
     await uploads.end_active(session, storage, clip.id, UploadStatus.completed)
     await session.flush()
     return clip
+
+
+async def resumable_upload(
+    session: AsyncSession, principal: Principal, clip: Clip
+) -> Upload | None:
+    """The upload a clip awaits, for its owner (the only one who may send it), so an app that
+    lost the upload's id can resume; None for anyone else or once the source is in."""
+    if clip.owner_id != principal.id or clip.status != ClipStatus.awaiting_upload:
+        return None
+    return await uploads.open_upload(session, clip.id)
+
+
+def _may_restart(clip: Clip) -> bool:
+    """The source never arrived: still awaited, or its upload was aborted or expired."""
+    if clip.status == ClipStatus.awaiting_upload:
+        return True
+    return clip.status == ClipStatus.failed and clip.error_code in lifecycle.UPLOAD_ENDED
+
+
+async def restart_upload(
+    session: AsyncSession,
+    storage: Storage,
+    settings: Settings,
+    principal: Principal,
+    clip_id: uuid.UUID,
+    data: UploadRestart,
+) -> Upload:
+    """A new resumable upload for a clip whose upload was aborted or expired (or is past
+    its deadline, not yet expired by the periodic task); the clip awaits its source again.
+    Refused while the clip's upload is still open, and once the source has arrived."""
+    clip = await ClipRepository.of(session, principal).get_visible(principal, clip_id)
+    if clip.owner_id != principal.id:
+        raise Forbidden("Only the clip's owner uploads its source.")
+    if not _may_restart(clip):
+        raise Conflict("This clip already has its source file.", code="already_uploaded")
+    uploads.check_size(settings, data.size_bytes)
+    # The guarded UPDATE also makes two restarts of one clip take turns (row lock).
+    if not await lifecycle.upload_restarted(session, clip):
+        raise Conflict("The clip changed meanwhile; fetch it and retry.", code="clip_changed")
+    current = await uploads.open_upload(session, clip.id)
+    if current is not None and current.expires_at > utcnow():
+        raise Conflict(
+            "The clip's upload is still open: resume it, or abort it to start over.",
+            code="upload_in_progress",
+            details={"upload_id": str(current.id)},
+        )
+    await uploads.end_active(session, storage, clip.id, UploadStatus.expired)
+    clip.size_bytes = data.size_bytes
+    clip.sha256 = data.sha256.lower() if data.sha256 else None
+    if data.filename is not None:
+        clip.filename = data.filename
+    if data.content_type is not None:
+        clip.content_type = data.content_type
+    return await uploads.start_upload(session, storage, settings, clip)
 
 
 async def expire_uploads(session: AsyncSession, storage: Storage) -> int:

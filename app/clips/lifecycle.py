@@ -1,10 +1,17 @@
 """The clip lifecycle: the only code that changes ``Clip.status`` (a test enforces it).
 
     awaiting_upload ──upload completed──▶ processing ──first segments──▶ viewable
-           │                                  │  ╲                         │  ▲ (republished)
-           │ upload aborted / expired         │   ╲──────── ready ◀───────┘──┘
-           ▼                                  ▼                ▲ encoded
+        │      ▲                              │  ╲                         │  ▲ (republished)
+        │      │ new upload (only after an    │   ╲──────── ready ◀───────┘──┘
+        │      │ aborted/expired one)         │                ▲ encoded
+        ▼      │                              ▼                │
          failed ◀──────── transcode failed ───┴────────────────┘ (never from ready)
+ upload aborted / expired
+
+A clip whose source never arrived (its upload was aborted or expired) may start a new
+upload: ``failed → awaiting_upload``; so may a clip still awaiting an upload whose deadline
+passed before the expiry task ran (``awaiting_upload → awaiting_upload``). A clip that
+failed in processing stays failed.
 
 Deleting is not a status: ``deleted_at`` hides the clip everywhere and a purge job removes
 its media, whatever the status was.
@@ -22,7 +29,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import exists, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -32,18 +39,23 @@ from app.db import utcnow
 from app.errors import Conflict
 from app.jobs.kinds import PURGE_CLIP, TRANSCODE_CLIP
 from app.jobs.service import enqueue
+from app.uploads.models import Upload, UploadStatus
 
 S = ClipStatus
 
 # Which statuses each status may move to. ``viewable → viewable`` republishes the manifest
-# as more segments are encoded. "ready" and "failed" are end states.
+# as more segments are encoded; ``awaiting_upload → awaiting_upload`` replaces an upload
+# whose deadline passed. "ready" is an end state; "failed" is one too, except for a clip
+# whose upload ended before the source arrived (``UPLOAD_ENDED``): it may start a new one.
 TRANSITIONS: Mapping[ClipStatus, frozenset[ClipStatus]] = {
-    S.awaiting_upload: frozenset({S.processing, S.failed}),
+    S.awaiting_upload: frozenset({S.awaiting_upload, S.processing, S.failed}),
     S.processing: frozenset({S.viewable, S.ready, S.failed}),
     S.viewable: frozenset({S.viewable, S.ready, S.failed}),
     S.ready: frozenset(),
-    S.failed: frozenset(),
+    S.failed: frozenset({S.awaiting_upload}),
 }
+# The error codes of a clip that failed because its upload ended unfinished.
+UPLOAD_ENDED = frozenset({"upload_aborted", "upload_expired"})
 INITIAL = S.awaiting_upload
 ENCODING = frozenset({S.processing, S.viewable})
 ERROR_MESSAGE_LIMIT = 2000
@@ -121,10 +133,39 @@ async def upload_completed(
     )
 
 
+def _has_open_upload() -> ColumnElement[bool]:
+    return exists().where(Upload.clip_id == Clip.id, Upload.status == UploadStatus.active)
+
+
 async def upload_ended(session: AsyncSession, clip_id: uuid.UUID, code: str, message: str) -> bool:
-    """awaiting_upload → failed: the upload was aborted or expired before it completed."""
+    """awaiting_upload → failed: the upload was aborted or expired before it completed.
+    Nothing moves while another upload of the clip is open (a new upload replaced the
+    ended one): flush the ended upload's status first."""
+    if code not in UPLOAD_ENDED:
+        raise IllegalTransition(f"upload_ended with {code!r}")
     values = {"error_code": code, "error_message": message}
-    return bool(await _move(session, Clip.id == clip_id, S.failed, values=values))
+    moved = await _move(
+        session,
+        (Clip.id == clip_id) & ~_has_open_upload(),
+        S.failed,
+        only_from=(S.awaiting_upload,),
+        values=values,
+    )
+    return bool(moved)
+
+
+async def upload_restarted(session: AsyncSession, clip: Clip) -> bool:
+    """failed (its upload aborted or expired) → awaiting_upload, clearing the error, before a
+    new upload of the clip starts; or awaiting_upload → awaiting_upload (same guard, so two
+    restarts racing on one clip take turns). False when the clip is in no such state."""
+    moved = await _move(
+        session,
+        (Clip.id == clip.id)
+        & or_(Clip.status == S.awaiting_upload, Clip.error_code.in_(UPLOAD_ENDED)),
+        S.awaiting_upload,
+        values={"error_code": None, "error_message": None, "progress": 0.0},
+    )
+    return bool(moved)
 
 
 async def publish(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import Select, func, update
+from sqlalchemy.orm import joinedload
 
 from app.clips.access import visible_to
 from app.clips.models import Clip, ClipKind
@@ -15,13 +16,21 @@ from app.tenancy import Principal, TenantRepository
 class ClipRepository(TenantRepository[Clip]):
     model = Clip
 
-    def visible(self, principal: Principal) -> Select[Clip]:
-        """The org's clips that ``principal`` may see (never a deleted one)."""
-        return self.select().where(visible_to(principal))
+    def visible(self, principal: Principal, *, with_owner: bool = False) -> Select[Clip]:
+        """The org's clips that ``principal`` may see (never a deleted one); ``with_owner``
+        loads each clip's owner in the same statement (what a clip's response shows)."""
+        stmt = self.select().where(visible_to(principal))
+        if with_owner:
+            stmt = stmt.options(joinedload(Clip.owner, innerjoin=True))
+        return stmt
 
-    async def get_visible(self, principal: Principal, clip_id: uuid.UUID) -> Clip:
+    async def get_visible(
+        self, principal: Principal, clip_id: uuid.UUID, *, with_owner: bool = False
+    ) -> Clip:
         # Deleted, another org's, or private to someone else: all look like "not found".
-        clip = await self.session.scalar(self.visible(principal).where(Clip.id == clip_id))
+        clip = await self.session.scalar(
+            self.visible(principal, with_owner=with_owner).where(Clip.id == clip_id)
+        )
         if clip is None:
             raise NotFound("Clip not found.")
         return clip

@@ -7,6 +7,9 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.clips.models import Clip, ClipKind, ClipStatus, Visibility
+from app.db import utcnow
+from app.uploads.models import Upload, UploadStatus
+from app.users.schemas import PersonOut
 from app.views.schemas import Progress, ViewStats
 
 SkillKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -23,10 +26,49 @@ class RenditionOut(BaseModel):
     bandwidth: int
 
 
+class UploadSummary(BaseModel):
+    id: uuid.UUID
+    part_size: int
+    part_count: int
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, upload: Upload) -> UploadSummary:
+        return cls(
+            id=upload.id,
+            part_size=upload.part_size,
+            part_count=upload.part_count,
+            expires_at=upload.expires_at,
+        )
+
+
+class OpenUpload(UploadSummary):
+    """The upload a clip is waiting for, so an app that lost its id can resume it."""
+
+    status: UploadStatus = Field(
+        description="`active` while parts may be sent; `expired` once past `expires_at` "
+        "(start a new one with POST /v1/clips/{id}/upload)."
+    )
+
+    @classmethod
+    def of(cls, upload: Upload, *, now: datetime | None = None) -> OpenUpload:
+        status = upload.status
+        if status == UploadStatus.active and upload.expires_at <= (now or utcnow()):
+            status = UploadStatus.expired
+        return cls(
+            id=upload.id,
+            status=status,
+            part_size=upload.part_size,
+            part_count=upload.part_count,
+            expires_at=upload.expires_at,
+        )
+
+
 class ClipOut(BaseModel):
     id: uuid.UUID
     org_id: uuid.UUID
     owner_id: uuid.UUID
+    owner: PersonOut
     title: str
     description: str
     kind: ClipKind
@@ -52,9 +94,27 @@ class ClipOut(BaseModel):
     my_progress: Progress | None = Field(
         default=None, description="The caller's watch progress, if they watched it."
     )
+    poster_url: str | None = Field(
+        default=None,
+        description="Signed, short-lived poster JPEG (no Authorization needed); null until the "
+        "clip has a poster.",
+    )
+    upload: OpenUpload | None = Field(
+        default=None,
+        description="Only in GET /v1/clips/{id}, only for the owner, only while the clip awaits "
+        "its source: the open upload to resume (GET /v1/uploads/{upload.id}).",
+    )
 
     @classmethod
-    def of(cls, clip: Clip, stats: ViewStats | None = None) -> ClipOut:
+    def of(
+        cls,
+        clip: Clip,
+        stats: ViewStats | None = None,
+        *,
+        poster_url: str | None = None,
+        upload: OpenUpload | None = None,
+    ) -> ClipOut:
+        """``clip.owner`` must be loaded (joinedload, or set on a new clip)."""
         stats = stats or ViewStats()
         error = None
         if clip.error_code:
@@ -63,6 +123,7 @@ class ClipOut(BaseModel):
             id=clip.id,
             org_id=clip.org_id,
             owner_id=clip.owner_id,
+            owner=PersonOut.model_validate(clip.owner),
             title=clip.title,
             description=clip.description,
             kind=clip.kind,
@@ -89,6 +150,8 @@ class ClipOut(BaseModel):
             updated_at=clip.updated_at,
             view_count=stats.view_count,
             my_progress=stats.mine,
+            poster_url=poster_url,
+            upload=upload,
         )
 
 
@@ -127,11 +190,23 @@ class ClipUpdate(BaseModel):
     _check_skills = field_validator("skills")(_unique)
 
 
-class UploadSummary(BaseModel):
-    id: uuid.UUID
-    part_size: int
-    part_count: int
-    expires_at: datetime
+class UploadRestart(BaseModel):
+    """A new upload of a clip's source: the upload fields of ClipCreate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size_bytes: int = Field(ge=1)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    filename: str | None = Field(
+        default=None, min_length=1, max_length=255, description="Kept when omitted."
+    )
+    content_type: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=127,
+        pattern=r"^video/[A-Za-z0-9.+-]+$",
+        description="Kept when omitted.",
+    )
 
 
 class ClipCreated(BaseModel):

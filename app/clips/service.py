@@ -63,6 +63,7 @@ async def create_clip(
         id=clip_id,
         org_id=principal.org_id,
         owner_id=principal.id,
+        owner=principal.user,
         title=data.title.strip(),
         description=data.description,
         kind=data.kind,
@@ -81,8 +82,12 @@ async def create_clip(
     return CreatedClip(clip=clip, upload=upload)
 
 
-async def get_clip(session: AsyncSession, principal: Principal, clip_id: uuid.UUID) -> Clip:
-    return await ClipRepository.of(session, principal).get_visible(principal, clip_id)
+async def get_clip(
+    session: AsyncSession, principal: Principal, clip_id: uuid.UUID, *, with_owner: bool = False
+) -> Clip:
+    """A clip the caller may see; ``with_owner`` also loads its owner (for ClipOut)."""
+    repo = ClipRepository.of(session, principal)
+    return await repo.get_visible(principal, clip_id, with_owner=with_owner)
 
 
 def _like_pattern(text: str) -> str:
@@ -123,7 +128,7 @@ class ClipFilters:
 async def list_clips(
     session: AsyncSession, principal: Principal, filters: ClipFilters, page: PageParams
 ) -> tuple[list[Clip], str | None]:
-    stmt = ClipRepository.of(session, principal).visible(principal)
+    stmt = ClipRepository.of(session, principal).visible(principal, with_owner=True)
     if filters.stage:
         stmt = stmt.where(Clip.stage == filters.stage)
     if filters.kind:
@@ -141,7 +146,7 @@ async def list_clips(
 async def update_clip(
     session: AsyncSession, principal: Principal, clip_id: uuid.UUID, data: ClipUpdate
 ) -> Clip:
-    clip = await get_clip(session, principal, clip_id)
+    clip = await get_clip(session, principal, clip_id, with_owner=True)
     ensure_can_edit(principal, clip)
     if data.stage is not None or data.skills is not None:
         stage = data.stage if data.stage is not None else clip.stage

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.clips import ingest
+from app.clips.present import clip_out
 from app.clips.schemas import ClipOut
 from app.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep, public_base_url
 from app.openapi_meta import errors
@@ -23,6 +24,11 @@ from app.uploads.schemas import (
 )
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+
+# The 409 codes of an upload that is no longer active (app.uploads.service.ensure_active)
+# and the storage's own (app.storage.base: UploadNotFound, InvalidPart).
+_ENDED = ["upload_aborted", "upload_expired", "upload_not_active", "invalid_part"]
+_NOT_ACTIVE = [*_ENDED, "upload_completed"]
 
 
 @router.get(
@@ -52,7 +58,9 @@ async def get_upload(
     "/{upload_id}/parts",
     summary="Signed URLs to PUT parts to (no Authorization header on those requests)",
     response_model=PartUrlsOut,
-    responses=errors(401, 404, 409, 422, 503),
+    responses=errors(
+        401, 404, 409, 422, 503, codes={409: _NOT_ACTIVE, 422: ["invalid_part_number"]}
+    ),
 )
 async def get_part_urls(
     upload_id: uuid.UUID,
@@ -79,7 +87,20 @@ async def get_part_urls(
     "/{upload_id}/parts/{part_number}",
     summary="Receive one part's bytes (local storage; the URL comes from POST …/parts)",
     response_model=UploadedPart,
-    responses=errors(403, 404, 409, 413, 422, 503),
+    responses=errors(
+        403,
+        404,
+        409,
+        413,
+        422,
+        503,
+        codes={
+            403: ["invalid_signature"],
+            409: _NOT_ACTIVE,
+            413: ["part_too_large"],
+            422: ["invalid_part_number"],
+        },
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -119,26 +140,42 @@ async def put_part(
 @router.post(
     "/{upload_id}/complete",
     summary="Finish the upload; the clip moves to processing and its transcode is queued",
+    description="Idempotent: completing an upload already completed answers 202 with the clip "
+    "again (a retry whose first answer was lost).",
     status_code=202,
     response_model=ClipOut,
-    responses=errors(401, 404, 409, 422, 503),
+    responses=errors(
+        401,
+        404,
+        409,
+        422,
+        503,
+        codes={
+            409: [*_ENDED, "upload_incomplete", "clip_changed"],
+            422: ["invalid_parts", "checksum_mismatch"],
+        },
+    ),
 )
 async def complete_upload(
     upload_id: uuid.UUID,
     body: CompleteRequest,
+    request: Request,
     session: SessionDep,
     storage: StorageDep,
+    settings: SettingsDep,
     principal: PrincipalDep,
 ) -> ClipOut:
     clip = await ingest.complete_upload(session, storage, principal, upload_id, body.parts)
-    return ClipOut.of(clip)
+    return clip_out(clip, settings, public_base_url(request))
 
 
 @router.delete(
     "/{upload_id}",
     summary="Abort the upload and free its stored parts",
+    description="The clip then fails with `upload_aborted`; POST /v1/clips/{id}/upload starts "
+    "a new upload of it.",
     status_code=204,
-    responses=errors(401, 404, 409, 422, 503),
+    responses=errors(401, 404, 409, 422, 503, codes={409: ["upload_completed"]}),
 )
 async def abort_upload(
     upload_id: uuid.UUID, session: SessionDep, storage: StorageDep, principal: PrincipalDep

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import time
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -20,21 +21,31 @@ from app.exemplars.schemas import (
     ExemplarOut,
     PrepKit,
 )
+from app.idempotency.service import idempotent
 from app.openapi_meta import errors
 from app.pagination import Page, PageParams, page_params
-from app.playback.service import sign_playback
+from app.playback.service import poster_url
 from app.users.schemas import PersonOut
 
 router = APIRouter(tags=["exemplars"])
 
 SkillQuery = Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
+_LINK_LOCATION: dict[str, Any] = {
+    "Location": {
+        "description": "The URL path of the link: /v1/clips/{clip_id}/exemplars/{exemplar_id}.",
+        "schema": {"type": "string"},
+    }
+}
 
-def exemplar_out(exemplar: Exemplar, settings: Settings, base_url: str) -> ExemplarOut:
+
+def exemplar_out(
+    exemplar: Exemplar, settings: Settings, base_url: str, *, now: float | None = None
+) -> ExemplarOut:
+    """An exemplar as lists show it: its poster is the short-lived list URL, signed in memory
+    (``now``: one signing time for a whole page)."""
     clip = exemplar.clip
-    poster = (
-        sign_playback(settings, clip.id, clip.media, base_url).poster_url if clip.media else None
-    )
+    poster = poster_url(settings, clip.id, clip.media, base_url, now=now)
     return ExemplarOut(
         clip=ExemplarClip(
             id=clip.id,
@@ -55,9 +66,11 @@ def exemplar_out(exemplar: Exemplar, settings: Settings, base_url: str) -> Exemp
     )
 
 
-def link_out(link: service.Link, settings: Settings, base_url: str) -> ExemplarLinkOut:
+def link_out(
+    link: service.Link, settings: Settings, base_url: str, *, now: float | None = None
+) -> ExemplarLinkOut:
     return ExemplarLinkOut(
-        exemplar=exemplar_out(link.exemplar, settings, base_url),
+        exemplar=exemplar_out(link.exemplar, settings, base_url, now=now),
         source="manual" if link.source == "manual" else "auto",
         reason=link.reason,
         score=link.score,
@@ -68,7 +81,7 @@ def link_out(link: service.Link, settings: Settings, base_url: str) -> ExemplarL
     "/v1/clips/{clip_id}/exemplar",
     summary="Mark a ready clip as an exemplar of its stage (coach, admin; top performer: own)",
     response_model=ExemplarOut,
-    responses=errors(401, 403, 404, 409, 422),
+    responses=errors(401, 403, 404, 409, 422, codes={409: ["not_ready"]}),
 )
 async def mark_exemplar(
     clip_id: uuid.UUID,
@@ -113,9 +126,9 @@ async def list_exemplars(
 ) -> Page[ExemplarOut]:
     filters = service.LibraryFilters(stage=stage, skill=skill, q=q)
     items, cursor = await service.library(session, principal, filters, page)
-    base = public_base_url(request)
+    base, now = public_base_url(request), time.time()
     return Page[ExemplarOut](
-        items=[exemplar_out(e, settings, base) for e in items], next_cursor=cursor
+        items=[exemplar_out(e, settings, base, now=now) for e in items], next_cursor=cursor
     )
 
 
@@ -134,16 +147,23 @@ async def clip_exemplars(
 ) -> list[ExemplarLinkOut]:
     clip = await get_clip(session, principal, clip_id)
     links = await service.links_for_clip(session, principal, clip, settings.exemplar_links)
-    base = public_base_url(request)
-    return [link_out(link, settings, base) for link in links]
+    base, now = public_base_url(request), time.time()
+    return [link_out(link, settings, base, now=now) for link in links]
 
 
 @router.post(
     "/v1/clips/{clip_id}/exemplars",
     summary="Link a clip to an exemplar by hand (owner, coach, admin); 200 if already linked",
+    description="`201` for a new link, `200` when it already existed; both with `Location: "
+    "/v1/clips/{clip_id}/exemplars/{exemplar_id}` (the link, which `DELETE` removes). With an "
+    "`Idempotency-Key`, a retry returns the first response (`Idempotent-Replayed: true`).",
     status_code=201,
     response_model=ExemplarLinkOut,
-    responses=errors(401, 403, 404, 422),
+    responses={
+        201: {"description": "Linked", "headers": _LINK_LOCATION},
+        200: {"description": "Already linked", "model": ExemplarLinkOut, "headers": _LINK_LOCATION},
+        **errors(401, 403, 404, 409, 422, codes={422: ["self_link", "not_an_exemplar"]}),
+    },
 )
 async def add_link(
     clip_id: uuid.UUID,
@@ -152,10 +172,22 @@ async def add_link(
     session: SessionDep,
     settings: SettingsDep,
     principal: PrincipalDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="Retries with the same key return the first response."),
+    ] = None,
 ) -> JSONResponse:
-    link, created = await service.add_manual_link(session, principal, clip_id, body.exemplar_id)
-    out = link_out(link, settings, public_base_url(request))
-    return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
+    async def produce() -> tuple[int, dict[str, object]]:
+        link, created = await service.add_manual_link(session, principal, clip_id, body.exemplar_id)
+        out = link_out(link, settings, public_base_url(request))
+        return 201 if created else 200, out.model_dump(mode="json")
+
+    scope = f"POST /v1/clips/{clip_id}/exemplars"
+    response = await idempotent(
+        session, principal, idempotency_key, scope, body.model_dump(mode="json"), produce
+    )
+    response.headers["Location"] = f"/v1/clips/{clip_id}/exemplars/{body.exemplar_id}"
+    return response
 
 
 @router.delete(
@@ -175,7 +207,10 @@ async def remove_link(
     "/v1/prep",
     summary="The pre-meeting kit for a phone: exemplars to download, tips, my open feedback",
     response_model=PrepKit,
-    responses={**errors(401, 422), 304: {"description": "Not modified (If-None-Match)"}},
+    responses={
+        **errors(401, 422, codes={422: ["unknown_stage"]}),
+        304: {"description": "Not modified (If-None-Match)"},
+    },
 )
 async def get_prep(
     request: Request,

@@ -261,6 +261,28 @@ class FeedbackRepository(TenantRepository[Feedback]):
         values = {"org_id": self.org_id, "feedback_id": feedback_id, "viewer_id": viewer_id}
         return _items([(await self.session.execute(_ONE_ITEM, values)).one()])[0]
 
+    async def thread_items(
+        self, principal: Principal, feedback_id: uuid.UUID
+    ) -> list[FeedbackItem]:
+        """The thread holding ``feedback_id`` (the item itself when it is a thread, else its
+        thread) with all its replies, unordered, as the clip's feedback list shows them:
+        tombstones included, nothing when the caller may not see the clip. One statement."""
+        root_id = (
+            select(func.coalesce(Feedback.parent_id, Feedback.id))
+            .join(Clip, Clip.id == Feedback.clip_id)
+            .where(self.where_in_org(Clip), Feedback.id == feedback_id, visible_to(principal))
+            .correlate(None)
+            .scalar_subquery()
+        )
+        # A UNION of two index lookups, as for a page of threads.
+        thread = union_all(
+            select(Feedback.id).where(Feedback.id == root_id),
+            select(Feedback.id).where(Feedback.parent_id == root_id),
+        )
+        values = {"org_id": self.org_id, "viewer_id": principal.id}
+        result = await self.session.execute(_ITEMS.where(Feedback.id.in_(thread)), values)
+        return _items(result)
+
     # --- single items ---
 
     async def on_clip(self, clip_id: uuid.UUID, feedback_id: uuid.UUID) -> Feedback | None:

@@ -81,9 +81,30 @@ async def _one(session: SessionDep, principal: PrincipalDep, item: Feedback) -> 
 @router.post(
     "/v1/clips/{clip_id}/feedback",
     summary="Add timestamped feedback to a clip, or reply to a thread",
+    description="Answers `201` with `Location: /v1/feedback/{id}` (for a reply too: that URL "
+    "answers with its thread). With an `Idempotency-Key`, a retry returns the first response "
+    "(`Idempotent-Replayed: true`) and posts nothing new.",
     status_code=201,
     response_model=FeedbackOut,
-    responses=errors(401, 404, 409, 422),
+    responses=errors(
+        401,
+        404,
+        409,
+        422,
+        codes={
+            409: ["not_viewable"],
+            422: [
+                "missing_timestamp",
+                "position_out_of_range",
+                "invalid_range",
+                "unknown_skill",
+                "invalid_parent",
+                "invalid_mention",
+                "mention_cannot_see_clip",
+                "invalid_response_clip",
+            ],
+        },
+    ),
 )
 async def create_feedback(
     clip_id: uuid.UUID,
@@ -92,7 +113,7 @@ async def create_feedback(
     principal: PrincipalDep,
     idempotency_key: Annotated[
         str | None,
-        Header(description="Retries with the same key within 24 h return the first response."),
+        Header(description="Retries with the same key return the first response."),
     ] = None,
 ) -> JSONResponse:
     async def produce() -> tuple[int, dict[str, object]]:
@@ -101,9 +122,12 @@ async def create_feedback(
         return 201, out.model_dump(mode="json")
 
     scope = f"POST /v1/clips/{clip_id}/feedback"
-    return await idempotent(
+    response = await idempotent(
         session, principal, idempotency_key, scope, body.model_dump(mode="json"), produce
     )
+    # From the body, so a replayed answer carries it too.
+    response.headers["Location"] = f"/v1/feedback/{json.loads(bytes(response.body))['id']}"
+    return response
 
 
 @router.get(
@@ -130,11 +154,36 @@ async def list_feedback(
     return Response(orjson.dumps(page_out, option=orjson.OPT_UTC_Z), media_type=JSON)
 
 
+@router.get(
+    "/v1/feedback/{feedback_id}",
+    summary="A feedback thread with its replies (a reply's id answers with its thread)",
+    description="The item as `GET /v1/clips/{clip_id}/feedback` lists it, for a "
+    "notification's deep link. The id of a reply answers with the whole thread it belongs to "
+    "(`parent_id` of the reply is the thread's `id`). Not found when the caller may not see "
+    "the clip's feedback.",
+    response_model=ThreadOut,
+    responses=errors(401, 404, 422),
+)
+async def get_feedback(
+    feedback_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    thread = await service.get_thread(session, principal, feedback_id)
+    return Response(orjson.dumps(thread_fields(thread), option=orjson.OPT_UTC_Z), media_type=JSON)
+
+
 @router.patch(
     "/v1/feedback/{feedback_id}",
     summary="Edit your feedback (body, skill, annotation; position for a thread)",
+    description="Only the fields sent change. `end_ms`, `skill` and `annotation` may be null "
+    "(cleared); `body` and `timestamp_ms` may be left out but not null.",
     response_model=FeedbackOut,
-    responses=errors(401, 403, 404, 422),
+    responses=errors(
+        401,
+        403,
+        404,
+        422,
+        codes={422: ["position_out_of_range", "invalid_range", "unknown_skill"]},
+    ),
 )
 async def update_feedback(
     feedback_id: uuid.UUID, body: FeedbackUpdate, session: SessionDep, principal: PrincipalDep
@@ -160,7 +209,7 @@ async def delete_feedback(
     "/v1/feedback/{feedback_id}/resolve",
     summary="Mark a thread resolved (idempotent)",
     response_model=FeedbackOut,
-    responses=errors(401, 403, 404, 422),
+    responses=errors(401, 403, 404, 422, codes={422: ["not_a_thread"]}),
 )
 async def resolve(
     feedback_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
@@ -173,7 +222,7 @@ async def resolve(
     "/v1/feedback/{feedback_id}/resolve",
     summary="Reopen a resolved thread (idempotent)",
     response_model=FeedbackOut,
-    responses=errors(401, 403, 404, 422),
+    responses=errors(401, 403, 404, 422, codes={422: ["not_a_thread"]}),
 )
 async def reopen(
     feedback_id: uuid.UUID, session: SessionDep, principal: PrincipalDep

@@ -141,7 +141,7 @@ async def create_feedback(
         timestamp_ms=timestamp_ms,
         end_ms=end_ms,
         skill=data.skill,
-        annotation=data.annotation.model_dump(mode="json") if data.annotation else None,
+        annotation=data.annotation.stored() if data.annotation else None,
         response_clip_id=data.response_clip_id,
         mentions=[str(m) for m in mentions],
     )
@@ -240,6 +240,18 @@ async def list_threads(
     return list(threads.values()), cursor
 
 
+async def get_thread(session: AsyncSession, principal: Principal, feedback_id: uuid.UUID) -> Thread:
+    """The thread of a feedback item (the item's own when it is a thread root, its thread
+    when it is a reply) with every reply, as the clip's feedback list shows it to the
+    caller: the same visibility (another org's, or a clip the caller may not see: not
+    found), tombstones included. One statement."""
+    items = await FeedbackRepository.of(session, principal).thread_items(principal, feedback_id)
+    roots = [r for r in items if r.parent_id is None]
+    if not roots:
+        raise NotFound("Feedback not found.")
+    return Thread(roots[0], sorted((r for r in items if r.parent_id is not None), key=_reply_key))
+
+
 async def get_feedback(
     session: AsyncSession, principal: Principal, feedback_id: uuid.UUID
 ) -> tuple[Feedback, Clip]:
@@ -263,7 +275,7 @@ async def update_feedback(
     if "body" in changes and data.body is not None:
         item.body = data.body
     if "annotation" in changes:
-        item.annotation = data.annotation.model_dump(mode="json") if data.annotation else None
+        item.annotation = data.annotation.stored() if data.annotation else None
     if item.is_root and ("timestamp_ms" in changes or "end_ms" in changes):
         timestamp_ms = item.timestamp_ms if data.timestamp_ms is None else data.timestamp_ms
         end_ms = data.end_ms if "end_ms" in changes else item.end_ms

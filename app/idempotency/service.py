@@ -23,7 +23,9 @@ from app.errors import Conflict, Unprocessable
 from app.idempotency.models import IdempotencyRecord
 from app.tenancy import Principal
 
-RETENTION = timedelta(hours=24)
+# Longer than an upload may stay open (48 h): an app that retries a create after resuming a
+# two-day-old upload session still gets the first answer, never a duplicate.
+RETENTION = timedelta(hours=72)
 MAX_KEY_LENGTH = 255
 
 

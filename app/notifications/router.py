@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from app.deps import PrincipalDep, SessionDep
 from app.notifications import service
 from app.notifications.models import Notification
-from app.notifications.schemas import MarkedRead, MarkRead, NotificationOut
+from app.notifications.schemas import MarkedRead, MarkRead, NotificationOut, UnreadCount
 from app.openapi_meta import errors
 from app.pagination import Page, PageParams, page_params
 from app.users.schemas import PersonOut
@@ -43,6 +43,16 @@ async def list_notifications(
 ) -> Page[NotificationOut]:
     items, cursor = await service.list_notifications(session, principal, unread, page)
     return Page[NotificationOut](items=[notification_out(n) for n in items], next_cursor=cursor)
+
+
+@router.get(
+    "/unread-count",
+    summary="How many of the caller's notifications are unread (for a badge)",
+    response_model=UnreadCount,
+    responses=errors(401),
+)
+async def unread_count(session: SessionDep, principal: PrincipalDep) -> UnreadCount:
+    return UnreadCount(unread=await service.unread_count(session, principal))
 
 
 @router.post(

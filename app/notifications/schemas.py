@@ -38,3 +38,7 @@ class MarkRead(BaseModel):
 class MarkedRead(BaseModel):
     marked: int = Field(description="How many notifications changed from unread to read.")
     unread_count: int
+
+
+class UnreadCount(BaseModel):
+    unread: int = Field(description="The caller's unread notifications.")

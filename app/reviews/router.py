@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import JSONResponse
 
 from app.db import utcnow
 from app.deps import PrincipalDep, SessionDep
+from app.idempotency.service import idempotent
 from app.openapi_meta import errors
 from app.pagination import Page, PageParams, page_params
 from app.reviews import service
@@ -57,14 +60,44 @@ def review_out(request: ReviewRequest) -> ReviewRequestOut:
 @router.post(
     "/v1/clips/{clip_id}/review-requests",
     summary="Ask a colleague to review a clip (owner or coach); they may then see it",
+    description="Answers `201` with `Location: /v1/review-requests/{id}`. With an "
+    "`Idempotency-Key`, a retry returns the first response (`Idempotent-Replayed: true`) and "
+    "asks nothing new.",
     status_code=201,
     response_model=ReviewRequestOut,
-    responses=errors(401, 403, 404, 409, 422),
+    responses=errors(
+        401,
+        403,
+        404,
+        409,
+        422,
+        codes={
+            409: ["clip_failed", "review_already_requested"],
+            422: ["self_review", "invalid_reviewer", "invalid_due_at"],
+        },
+    ),
 )
 async def create_request(
-    clip_id: uuid.UUID, body: ReviewRequestCreate, session: SessionDep, principal: PrincipalDep
-) -> ReviewRequestOut:
-    return review_out(await service.create_request(session, principal, clip_id, body))
+    clip_id: uuid.UUID,
+    body: ReviewRequestCreate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="Retries with the same key return the first response."),
+    ] = None,
+) -> JSONResponse:
+    async def produce() -> tuple[int, dict[str, object]]:
+        request = await service.create_request(session, principal, clip_id, body)
+        return 201, review_out(request).model_dump(mode="json")
+
+    scope = f"POST /v1/clips/{clip_id}/review-requests"
+    response = await idempotent(
+        session, principal, idempotency_key, scope, body.model_dump(mode="json"), produce
+    )
+    # From the body, so a replayed answer carries it too.
+    response.headers["Location"] = f"/v1/review-requests/{json.loads(bytes(response.body))['id']}"
+    return response
 
 
 @router.get(
@@ -101,7 +134,14 @@ async def get_request(
     "/v1/review-requests/{request_id}/complete",
     summary="Complete a review with rubric scores (1..5 per skill of the clip's stage)",
     response_model=ReviewRequestOut,
-    responses=errors(401, 403, 404, 409, 422),
+    responses=errors(
+        401,
+        403,
+        404,
+        409,
+        422,
+        codes={409: ["review_not_pending"], 422: ["empty_review", "unknown_skill"]},
+    ),
 )
 async def complete_request(
     request_id: uuid.UUID, body: ReviewComplete, session: SessionDep, principal: PrincipalDep
@@ -113,7 +153,7 @@ async def complete_request(
     "/v1/review-requests/{request_id}/decline",
     summary="Decline a review request",
     response_model=ReviewRequestOut,
-    responses=errors(401, 403, 404, 409, 422),
+    responses=errors(401, 403, 404, 409, 422, codes={409: ["review_not_pending"]}),
 )
 async def decline_request(
     request_id: uuid.UUID, body: ReviewDecline, session: SessionDep, principal: PrincipalDep

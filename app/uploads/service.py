@@ -56,6 +56,14 @@ def plan_parts(size_bytes: int, preferred_part_size: int) -> tuple[int, int]:
     return part_size, max(1, math.ceil(size_bytes / part_size))
 
 
+def check_size(settings: Settings, size_bytes: int) -> None:
+    if size_bytes > settings.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"The file is larger than the limit of {settings.max_upload_bytes} bytes.",
+            code="file_too_large",
+        )
+
+
 async def start_upload(
     session: AsyncSession,
     storage: Storage,
@@ -63,11 +71,7 @@ async def start_upload(
     target: UploadTarget,
 ) -> Upload:
     """Open a resumable upload of ``target``'s bytes to its storage key."""
-    if target.size_bytes > settings.max_upload_bytes:
-        raise PayloadTooLarge(
-            f"The file is larger than the limit of {settings.max_upload_bytes} bytes.",
-            code="file_too_large",
-        )
+    check_size(settings, target.size_bytes)
     part_size, part_count = plan_parts(target.size_bytes, settings.upload_part_size)
     multipart_id = await storage.create_multipart(
         target.source_key, content_type=target.content_type
@@ -86,6 +90,17 @@ async def start_upload(
     session.add(upload)
     await session.flush()
     return upload
+
+
+async def open_upload(session: AsyncSession, target_id: uuid.UUID) -> Upload | None:
+    """The newest active upload of a file (past its deadline or not), if any."""
+    found: Upload | None = await session.scalar(
+        select(Upload)
+        .where(Upload.clip_id == target_id, Upload.status == UploadStatus.active)
+        .order_by(Upload.created_at.desc(), Upload.id.desc())
+        .limit(1)
+    )
+    return found
 
 
 def ensure_active(upload: Upload) -> None:

@@ -63,7 +63,8 @@ class ViewRepository(TenantRepository[ClipView]):
         return self.select().where(ClipView.clip_id == clip_id).options(joinedload(ClipView.user))
 
     def history(self, principal: Principal) -> Select[Any]:
-        """What the caller watched among clips they may still see, with the clips loaded."""
+        """What the caller watched among clips they may still see, with the clips and their
+        owners loaded (one statement)."""
         return (
             select(ClipView)
             .join(ClipView.clip)
@@ -72,7 +73,7 @@ class ViewRepository(TenantRepository[ClipView]):
                 ClipView.user_id == principal.id,
                 visible_to(principal),
             )
-            .options(contains_eager(ClipView.clip))
+            .options(contains_eager(ClipView.clip).joinedload(Clip.owner, innerjoin=True))
         )
 
 

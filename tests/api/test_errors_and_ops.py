@@ -9,7 +9,9 @@ import pytest
 def _envelope(r: httpx.Response) -> dict[str, Any]:
     body = r.json()
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
+    assert set(body["error"]) == {"code", "message", "details", "request_id"}
+    # The id in the body is the one in the header, so a bug report can quote either.
+    assert body["error"]["request_id"] == r.headers["X-Request-ID"]
     return body["error"]  # type: ignore[no-any-return]
 
 
@@ -111,7 +113,9 @@ async def test_cors_allows_localhost_in_development(client: httpx.AsyncClient) -
     )
     assert "access-control-allow-origin" not in r.headers
     r = await client.get("/healthz", headers={"Origin": "http://127.0.0.1:3000"})
-    assert "X-Request-ID" in r.headers["access-control-expose-headers"]
+    exposed = {h.strip() for h in r.headers["access-control-expose-headers"].split(",")}
+    # What a browser app must read: caching, created resources, back-off, replays, support.
+    assert {"ETag", "Location", "Retry-After", "X-Request-ID", "Idempotent-Replayed"} <= exposed
 
 
 async def test_production_allows_no_cross_origin_by_default(make_settings: Any) -> None:
@@ -190,6 +194,7 @@ async def test_storage_errors_render_as_app_errors(app: Any, client: httpx.Async
         "code": "upload_not_active",
         "message": "no such multipart upload",
         "details": None,
+        "request_id": r.headers["X-Request-ID"],
     }
     assert "retry-after" not in r.headers
 

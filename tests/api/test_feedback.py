@@ -3,16 +3,20 @@ edit/delete/resolve/helpful rules, tenant isolation and the constant statement c
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from app.feedback.models import Feedback
 from app.feedback.schemas import ThreadOut
 from app.pagination import Page
 from tests.api.feedback_helpers import DURATION_MS, playable_clip, post_feedback, statements_during
 from tests.helpers.api import create_clip
+from tests.helpers.sql_count import queries
 
 
 async def _threads(client: httpx.AsyncClient, actor: Any, clip_id: str, **params: Any) -> Any:
@@ -391,3 +395,324 @@ async def test_listing_runs_a_constant_number_of_statements(
     # The caller, the clip's visibility, then the page's threads with their replies and the
     # caller's helpful marks in one statement.
     assert len(queries) == 3, statements
+
+
+# --- contract v1.1: one thread by id, typed annotations, nulls in PATCH, Location -----------
+
+
+async def test_one_thread_by_id_for_a_deep_link(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    owner, peer = await org.add_user("rep"), await org.add_user("rep")
+    clip_id = await playable_clip(app, client, owner)
+    drawing = {"shapes": [_shape("arrow"), _text_shape()]}
+    root = (await post_feedback(client, peer, clip_id, body="root", annotation=drawing)).json()
+    other = (await post_feedback(client, peer, clip_id, body="other", timestamp_ms=50)).json()
+    replies = [
+        (await post_feedback(client, owner, clip_id, body=f"r{i}", parent_id=root["id"])).json()
+        for i in range(3)
+    ]
+    url = f"/v1/clips/{clip_id}/feedback"
+    await client.post(f"/v1/feedback/{replies[1]['id']}/reactions/helpful", headers=peer.headers)
+
+    listed = {t["id"]: t for t in (await _threads(client, peer, clip_id))["items"]}
+    # The thread's id, or any of its replies' ids, answers with the thread exactly as the
+    # clip's list shows it to the same caller (their helpful marks included).
+    for item_id in (root["id"], replies[0]["id"], replies[2]["id"]):
+        r = await client.get(f"/v1/feedback/{item_id}", headers=peer.headers)
+        assert r.status_code == 200, r.text
+        assert r.json() == listed[root["id"]]
+        assert ThreadOut.model_validate(r.json()).model_dump(mode="json", exclude_none=True) == (
+            _without_nulls(r.json())
+        )
+    thread = r.json()
+    assert [x["body"] for x in thread["replies"]] == ["r0", "r1", "r2"]
+    assert thread["reply_count"] == 3 and thread["annotation"] == drawing
+    assert thread["replies"][1]["reacted_by_me"] is True
+    r = await client.get(f"/v1/feedback/{other['id']}", headers=peer.headers)
+    assert r.json() == listed[other["id"]] and r.json()["replies"] == []
+
+    # A thread deleted with replies left is a tombstone in the list: here too.
+    assert (
+        await client.delete(f"/v1/feedback/{root['id']}", headers=peer.headers)
+    ).status_code == 204
+    r = await client.get(f"/v1/feedback/{replies[0]['id']}", headers=owner.headers)
+    assert r.status_code == 200 and r.json()["deleted"] is True and r.json()["body"] == ""
+    assert (
+        r.json()
+        == {t["id"]: t for t in (await _threads(client, owner, clip_id))["items"]}[root["id"]]
+    )
+    # A removed reply is gone.
+    await client.delete(f"/v1/feedback/{replies[2]['id']}", headers=owner.headers)
+    r = await client.get(f"/v1/feedback/{replies[2]['id']}", headers=owner.headers)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert (await client.get(url, headers=owner.headers)).status_code == 200
+
+
+async def test_one_thread_by_id_is_seen_exactly_as_the_list(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org, other = await make_org(), await make_org("Globex")
+    owner, reviewer, bystander = [await org.add_user("rep") for _ in range(3)]
+    coach = await org.add_user("coach")
+    private = await playable_clip(app, client, owner, visibility="private")
+    root = (await post_feedback(client, owner, private)).json()
+    reply = (await post_feedback(client, coach, private, parent_id=root["id"])).json()
+
+    async def seen(actor: Any, item_id: str) -> tuple[int, int]:
+        """The status of GET /v1/feedback/{id} and of the clip's list, for the actor."""
+        one = await client.get(f"/v1/feedback/{item_id}", headers=actor.headers)
+        listed = await client.get(f"/v1/clips/{private}/feedback", headers=actor.headers)
+        if one.status_code == 404:
+            assert one.json()["error"]["code"] == "not_found", one.text
+        return one.status_code, listed.status_code
+
+    for item in (root, reply):
+        assert await seen(owner, item["id"]) == (200, 200)
+        assert await seen(coach, item["id"]) == (200, 200)
+        assert await seen(bystander, item["id"]) == (404, 404)
+        assert await seen(reviewer, item["id"]) == (404, 404)
+        assert await seen(other.admin, item["id"]) == (404, 404)  # another org
+    assert (
+        await client.get(f"/v1/feedback/{uuid.uuid4()}", headers=owner.headers)
+    ).status_code == (404)
+    assert (await client.get("/v1/feedback/not-a-uuid", headers=owner.headers)).status_code == 422
+    assert (await client.get(f"/v1/feedback/{root['id']}")).status_code == 401
+
+    # A colleague asked to review the private clip sees its feedback (as in the list).
+    r = await client.post(
+        f"/v1/clips/{private}/review-requests",
+        json={"reviewer_id": reviewer.id},
+        headers=owner.headers,
+    )
+    assert r.status_code == 201, r.text
+    assert await seen(reviewer, reply["id"]) == (200, 200)
+
+    # A deleted clip's feedback is gone for everyone.
+    assert (await client.delete(f"/v1/clips/{private}", headers=owner.headers)).status_code == 204
+    assert await seen(coach, root["id"]) == (404, 404)
+
+
+@pytest.mark.parametrize("replies", [0, 15])
+async def test_one_thread_by_id_runs_one_statement(
+    app: Any, client: httpx.AsyncClient, make_org: Any, replies: int
+) -> None:
+    org = await make_org()
+    owner, peer = await org.add_user("rep"), await org.add_user("rep")
+    clip_id = await playable_clip(app, client, owner)
+    root = (await post_feedback(client, peer, clip_id)).json()
+    last = root
+    for _ in range(replies):
+        last = (await post_feedback(client, owner, clip_id, parent_id=root["id"])).json()
+        await client.post(f"/v1/feedback/{last['id']}/reactions/helpful", headers=peer.headers)
+
+    with statements_during(app) as statements:
+        r = await client.get(f"/v1/feedback/{last['id']}", headers=peer.headers)
+    assert r.status_code == 200 and r.json()["reply_count"] == replies
+    assert all(x["reacted_by_me"] for x in r.json()["replies"])
+    # The caller, then the thread with its replies, authors and marks in one statement.
+    assert len(queries(statements)) == 2, statements
+
+
+def _text_shape(**overrides: Any) -> dict[str, Any]:
+    shape = {"type": "text", "points": [[0.25, 0.75]], "text": "Smile here", "color": "#ffffff"}
+    return shape | overrides
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+async def test_annotations_are_typed_with_text_and_stroke_width(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    owner = await org.add_user("rep")
+    clip_id = await playable_clip(app, client, owner)
+    drawing = {
+        "shapes": [
+            _shape("arrow") | {"stroke_width": 3},
+            _shape("freehand", [[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]]) | {"stroke_width": 0.5},
+            _text_shape(stroke_width=2),
+            _text_shape(text="x" * 280),
+            _shape("rect"),
+        ]
+    }
+    r = await post_feedback(client, owner, clip_id, annotation=drawing)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    # Sent back as sent: numbers as numbers, unset optional fields left out (not null).
+    assert created["annotation"] == drawing
+    assert "stroke_width" not in created["annotation"]["shapes"][4]
+    assert "text" not in created["annotation"]["shapes"][0]
+    thread = (await _threads(client, owner, clip_id))["items"][0]
+    assert thread["annotation"] == created["annotation"]
+    one = (await client.get(f"/v1/feedback/{created['id']}", headers=owner.headers)).json()
+    assert one["annotation"] == created["annotation"]
+
+    # Editing the drawing answers with the new one, typed the same way; null clears it.
+    url = f"/v1/feedback/{created['id']}"
+    new = {"shapes": [_text_shape(text="Pause", color="#00ff00")]}
+    r = await client.patch(url, json={"annotation": new}, headers=owner.headers)
+    assert r.status_code == 200 and r.json()["annotation"] == new
+    r = await client.patch(url, json={"body": "edited"}, headers=owner.headers)
+    assert r.status_code == 200 and r.json()["annotation"] == new
+    r = await client.patch(url, json={"annotation": None}, headers=owner.headers)
+    assert r.status_code == 200 and r.json()["annotation"] is None
+
+    invalid = [
+        {"shapes": [_text_shape(points=[[0.1, 0.1], [0.2, 0.2]])]},  # one anchor point
+        {"shapes": [_text_shape(points=[])]},
+        {"shapes": [_text_shape(points=[[1.5, 0.5]])]},
+        {"shapes": [{k: v for k, v in _text_shape().items() if k != "text"}]},
+        {"shapes": [_text_shape(text=None)]},
+        {"shapes": [_text_shape(text="")]},
+        {"shapes": [_text_shape(text="  \n")]},
+        {"shapes": [_text_shape(text="a\x00b")]},
+        {"shapes": [_text_shape(text="x" * 281)]},
+        {"shapes": [_text_shape(text=5)]},
+        {"shapes": [_shape("line") | {"text": "a line has none"}]},
+        {"shapes": [_shape("line") | {"stroke_width": 0}]},
+        {"shapes": [_shape("line") | {"stroke_width": -1}]},
+        {"shapes": [_shape("line") | {"stroke_width": 100.5}]},
+        {"shapes": [_shape("line") | {"stroke_width": "3"}]},
+        {"shapes": [_text_shape()] * 51},
+    ]
+    for annotation in invalid:
+        r = await post_feedback(client, owner, clip_id, annotation=annotation)
+        assert r.status_code == 422, (annotation, r.text)
+        assert r.json()["error"]["code"] == "validation_error"
+    assert len((await _threads(client, owner, clip_id))["items"]) == 1
+
+
+async def test_stored_annotations_of_before_still_read(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    """Rows written before shapes had stroke_width and text (and when points were tuples)
+    serialize unchanged through every response."""
+    org = await make_org()
+    owner = await org.add_user("rep")
+    clip_id = await playable_clip(app, client, owner)
+    item = (await post_feedback(client, owner, clip_id)).json()
+    stored = {
+        "shapes": [
+            {"type": "arrow", "points": [[0.1, 0.2], [0.3, 0.4]], "color": "#ff0000"},
+            {"type": "freehand", "points": [[0, 0], [1, 1], [0.5, 0.25]], "color": "#00FF00"},
+        ]
+    }
+    async with app.state.sessionmaker.begin() as session:
+        await session.execute(
+            update(Feedback).where(Feedback.id == uuid.UUID(item["id"])).values(annotation=stored)
+        )
+    as_numbers = {
+        "shapes": [
+            stored["shapes"][0],
+            stored["shapes"][1] | {"points": [[0.0, 0.0], [1.0, 1.0], [0.5, 0.25]]},
+        ]
+    }
+    listed = (await _threads(client, owner, clip_id))["items"][0]["annotation"]
+    assert listed == as_numbers
+    url = f"/v1/feedback/{item['id']}"
+    assert (await client.get(url, headers=owner.headers)).json()["annotation"] == as_numbers
+    r = await client.patch(url, json={"body": "still there"}, headers=owner.headers)
+    assert r.status_code == 200 and r.json()["annotation"] == as_numbers
+    r = await client.post(f"{url}/resolve", headers=owner.headers)
+    assert r.status_code == 200 and r.json()["annotation"] == as_numbers
+
+
+def test_annotation_schema_is_typed_without_prefix_items(app: Any) -> None:
+    doc = app.openapi()
+    schemas = doc["components"]["schemas"]
+    assert "prefixItems" not in json.dumps(doc)
+    shape = schemas["Shape"]
+    point = shape["properties"]["points"]["items"]
+    assert point["type"] == "array" and point["minItems"] == point["maxItems"] == 2
+    assert point["items"] == {"type": "number", "minimum": 0.0, "maximum": 1.0}
+    assert "text" in shape["properties"]["type"]["enum"]
+    assert {"stroke_width", "text"} <= set(shape["properties"]) and "text" not in shape["required"]
+    for name in ("FeedbackOut", "ThreadOut"):
+        annotation = schemas[name]["properties"]["annotation"]
+        assert {"$ref": "#/components/schemas/Annotation"} in annotation["anyOf"], name
+    # Explicit null is not allowed for the body and position of an edit.
+    update_props = schemas["FeedbackUpdate"]["properties"]
+    assert "anyOf" not in update_props["body"] and "anyOf" not in update_props["timestamp_ms"]
+    assert {"type": "null"} in update_props["end_ms"]["anyOf"]
+
+
+async def test_nulls_in_an_edit_are_validated_not_a_server_error(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    owner = await org.add_user("rep")
+    clip_id = await playable_clip(app, client, owner)
+    drawing = {"shapes": [_shape("rect")]}
+    item = (
+        await post_feedback(
+            client, owner, clip_id, timestamp_ms=1000, end_ms=2000, skill="demo", annotation=drawing
+        )
+    ).json()
+    url = f"/v1/feedback/{item['id']}"
+
+    # What the schema fuzzer sent (an explicit null body was a 500).
+    fuzzed = {"annotation": None, "body": None, "end_ms": 1, "skill": "0", "timestamp_ms": 0}
+    for body in (fuzzed, {"body": None}, {"timestamp_ms": None}, {"body": None, "skill": None}):
+        r = await client.patch(url, json=body, headers=owner.headers)
+        assert r.status_code == 422, (body, r.text)
+        error = r.json()["error"]
+        assert error["code"] == "validation_error" and error["request_id"]
+        assert {d["loc"][1] for d in error["details"]} <= {"body", "timestamp_ms"}, error
+    unchanged = (await client.get(url, headers=owner.headers)).json()
+    assert (unchanged["body"], unchanged["timestamp_ms"], unchanged["end_ms"]) == (
+        item["body"], 1000, 2000,
+    )  # fmt: skip
+    assert unchanged["edited_at"] is None and unchanged["annotation"] == drawing
+
+    # Nullable fields are cleared by null; left out, they stay.
+    r = await client.patch(url, json={"end_ms": None}, headers=owner.headers)
+    assert r.status_code == 200 and r.json()["end_ms"] is None and r.json()["skill"] == "demo"
+    r = await client.patch(url, json={"skill": None, "annotation": None}, headers=owner.headers)
+    assert r.status_code == 200 and (r.json()["skill"], r.json()["annotation"]) == (None, None)
+    assert r.json()["timestamp_ms"] == 1000 and r.json()["body"] == item["body"]
+    # The fuzzer's body without the nulls: its skill is not one of the stage.
+    r = await client.patch(
+        url, json={"end_ms": 1, "skill": "0", "timestamp_ms": 0}, headers=owner.headers
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_skill"
+    r = await client.patch(url, json={"end_ms": 1, "timestamp_ms": 0}, headers=owner.headers)
+    assert r.status_code == 200 and (r.json()["timestamp_ms"], r.json()["end_ms"]) == (0, 1)
+
+
+async def test_created_feedback_has_a_location_also_when_replayed(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    owner, peer = await org.add_user("rep"), await org.add_user("rep")
+    clip_id = await playable_clip(app, client, owner)
+    r = await post_feedback(client, peer, clip_id)
+    assert r.status_code == 201 and r.headers["Location"] == f"/v1/feedback/{r.json()['id']}"
+    assert "Idempotent-Replayed" not in r.headers
+    root = r.json()
+    located = await client.get(r.headers["Location"], headers=owner.headers)
+    assert located.status_code == 200 and located.json()["id"] == root["id"]
+
+    # A reply: its own URL, which answers with its thread.
+    headers = owner.headers | {"Idempotency-Key": "reply-1"}
+    body = {"body": "Thanks", "parent_id": root["id"]}
+    first = await client.post(f"/v1/clips/{clip_id}/feedback", json=body, headers=headers)
+    again = await client.post(f"/v1/clips/{clip_id}/feedback", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201, first.text
+    assert (
+        first.headers["Location"]
+        == again.headers["Location"]
+        == (f"/v1/feedback/{first.json()['id']}")
+    )
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    thread = (await client.get(again.headers["Location"], headers=peer.headers)).json()
+    assert thread["id"] == root["id"] and [x["id"] for x in thread["replies"]] == [
+        first.json()["id"]
+    ]

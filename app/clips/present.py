@@ -1,0 +1,28 @@
+"""A clip as responses show it: ClipOut with its signed poster URL, signed in memory (no
+query), so a page of clips costs the same statements whatever its size."""
+
+from __future__ import annotations
+
+from app.clips.models import Clip
+from app.clips.schemas import ClipOut, OpenUpload
+from app.config import Settings
+from app.playback.service import poster_url
+from app.uploads.models import Upload
+from app.views.schemas import ViewStats
+
+
+def clip_out(
+    clip: Clip,
+    settings: Settings,
+    base_url: str,
+    stats: ViewStats | None = None,
+    *,
+    upload: Upload | None = None,
+) -> ClipOut:
+    """``clip.owner`` must be loaded; ``upload`` is the open upload shown to the owner."""
+    return ClipOut.of(
+        clip,
+        stats,
+        poster_url=poster_url(settings, clip.id, clip.media, base_url),
+        upload=OpenUpload.of(upload) if upload is not None else None,
+    )
