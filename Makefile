@@ -26,12 +26,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 deps: $(STAMP) ffmpeg
 
-# Debian's ffmpeg provides both ffmpeg and ffprobe.
+# Debian's ffmpeg provides both ffmpeg and ffprobe; jq reads JSON in docs/tour.sh (the API
+# tour, which tests/test_tour.py runs).
 ffmpeg:
 	@if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then \
 		echo "installing ffmpeg (Debian package)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends ffmpeg; \
+	fi
+	@if ! command -v jq >/dev/null; then \
+		echo "installing jq (Debian package)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends jq; \
 	fi
 
 migrate: deps

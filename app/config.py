@@ -69,11 +69,16 @@ class Settings(BaseSettings):
     # Playback
     # Lifetime of the URLs from GET /v1/clips/{id}/playback (HLS token, MP4, poster, VTT).
     playback_ttl_s: int = Field(default=6 * 3600, ge=60)
-    # Presigned S3 URLs inside served playlists live at most this long: a deleted clip's
-    # segments stay readable from the bucket until they expire.
     # Lifetime of the signed poster_url on list items (clips, history, library).
     poster_url_ttl_s: int = Field(default=3600, ge=60)
+    # Presigned S3 URLs the play routes hand out for the storyboard sprite and the MP4/poster
+    # redirects live at most this long (segments: playback_segment_url_ttl_s).
     playback_s3_url_ttl_s: int = Field(default=900, ge=30, le=900)
+    # A segment URL of a served playlist (/v1/play/{token}/{rendition}/{segment}) checks the
+    # clip at each request and redirects to a URL minted then (presigned S3 GET or signed
+    # /v1/media URL) that lives this long: players resume after any pause within the token's
+    # lifetime, and a deleted clip's segments stop at once.
+    playback_segment_url_ttl_s: int = Field(default=120, ge=1, le=900)
 
     # Exemplars and the prep kit
     # How many exemplars GET /v1/clips/{id}/exemplars links a pitch to (manual ones first).

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.security import InvalidToken, decode_access_token
+from app.auth.security import InvalidToken, TokenExpired, decode_access_token
 from app.config import Settings
 from app.db import session_scope
 from app.errors import Forbidden, Unauthorized
@@ -36,22 +38,43 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /v1/auth/token")
 
 
-async def get_principal(
+@dataclass(frozen=True)
+class Authenticated:
+    """The caller and the login (refresh-token family) their access token came from."""
+
+    principal: Principal
+    # None for access tokens issued before they carried the ``sid`` claim.
+    session_id: uuid.UUID | None
+
+
+async def get_authenticated(
     session: SessionDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+) -> Authenticated:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer access token is required.")
     try:
         claims = decode_access_token(credentials.credentials, settings.secret_key)
+    except TokenExpired as exc:
+        raise Unauthorized(
+            "The access token has expired; get a new one with POST /v1/auth/refresh.",
+            code="token_expired",
+        ) from exc
     except InvalidToken as exc:
-        raise Unauthorized("The access token is invalid or expired.", code="invalid_token") from exc
+        raise Unauthorized("The access token is invalid.", code="invalid_token") from exc
     # Loading the user each request makes role changes and deactivation effective at once.
     user = await session.get(User, claims.user_id)
     if user is None or not user.is_active or user.org_id != claims.org_id:
-        raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
-    return Principal(user=user)
+        raise Unauthorized("The access token is invalid.", code="invalid_token")
+    return Authenticated(principal=Principal(user=user), session_id=claims.session_id)
+
+
+AuthenticatedDep = Annotated[Authenticated, Depends(get_authenticated)]
+
+
+async def get_principal(authenticated: AuthenticatedDep) -> Principal:
+    return authenticated.principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

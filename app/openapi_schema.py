@@ -7,6 +7,8 @@ rules that hold for every operation live here, applied once when the document is
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -125,6 +127,7 @@ LINKS: dict[tuple[str, str], dict[str, Link]] = {
     ("reviews_get_request", "200"): _request_links("$response.body#/id"),
     ("users_create", "201"): _user_links("$response.body#/id"),
     ("stages_create", "201"): {
+        "GetStage": ("stages_get", {"key": "$response.body#/key"}),
         "UpdateStage": ("stages_update", {"key": "$response.body#/key"}),
     },
     ("exemplars_add_link", "201"): {
@@ -223,6 +226,8 @@ def _add_codes(op: dict[str, Any], status: str, codes: tuple[str, ...]) -> None:
     responses = op["responses"]
     if status not in responses or _uses_fastapi_validation(responses[status]):
         responses[status] = errors(int(status))[int(status)]
+    # A copy: routers may share one responses mapping between operations.
+    responses[status] = copy.deepcopy(responses[status])
     schema = responses[status]["content"]["application/json"]["schema"]
     enum = schema["properties"]["error"]["properties"]["code"]["enum"]
     enum[:] = sorted({*enum, *codes})
@@ -270,14 +275,23 @@ def _sorted_responses(doc: dict[str, Any]) -> None:
         op["responses"] = dict(sorted(op["responses"].items()))
 
 
+def _unaliased(doc: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(json.dumps(doc))
+    return result
+
+
 def install_openapi(app: FastAPI) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema is None:
-            doc = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
+            # Through JSON: FastAPI may alias one mapping in several operations, and each
+            # step below edits operations one by one.
+            doc = _unaliased(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
             )
             for step in STEPS:
                 step(doc)

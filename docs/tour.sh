@@ -13,9 +13,9 @@
 #   admin Ada Admin   admin@demo.peerpitch.dev  manages users and the stage taxonomy
 #
 # Every variable is set here; titles carry a timestamp, so running it again against the same
-# server works. Any answer that is not 2xx stops the script and prints the error envelope
-# {"error": {"code", "message", "details"}}. Lists are {"items": [...], "next_cursor": ...}
-# with ?limit= (1..100, default 50) and ?cursor=.
+# server works. Any answer that is not 2xx stops the script and prints the error envelope,
+# {"error": {"code": ..., "message": ..., "details": ...}}. Lists are
+# {"items": [...], "next_cursor": ...} with ?limit= (1..100, default 50) and ?cursor=.
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -27,7 +27,7 @@ RUN=$(date -u +%Y%m%d-%H%M%S)-$$
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-# --- helpers ---------------------------------------------------------------------------------
+# --- helpers ----------------------------------------------------------------------------------
 
 if [[ -t 1 ]]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; else BOLD="" PLAIN=""; fi
 step() { printf '\n%s== %s%s\n' "$BOLD" "$*" "$PLAIN"; }
@@ -54,14 +54,15 @@ as() {
   call "$BASE$path" "${args[@]}"
 }
 
-# login WHO: POST /v1/auth/token; keeps the access token and the refresh token.
+# login WHO [SESSION]: POST /v1/auth/token; keeps the access and refresh tokens under SESSION
+# (default: WHO), so `as SESSION …` calls the API with them.
 login() {
-  local pair
+  local who=$1 session=${2:-$1} pair
   pair=$(call "$BASE/v1/auth/token" -X POST -H 'Content-Type: application/json' \
-    --data "$(jq -n --arg email "$1@demo.peerpitch.dev" --arg password "$PASSWORD" \
+    --data "$(jq -n --arg email "$who@demo.peerpitch.dev" --arg password "$PASSWORD" \
       '{email: $email, password: $password}')")
-  TOKEN[$1]=$(jq -r .access_token <<<"$pair")
-  REFRESH[$1]=$(jq -r .refresh_token <<<"$pair")
+  TOKEN[$session]=$(jq -r .access_token <<<"$pair")
+  REFRESH[$session]=$(jq -r .refresh_token <<<"$pair")
 }
 
 uuid() { cat /proc/sys/kernel/random/uuid; }
@@ -69,7 +70,7 @@ uuid() { cat /proc/sys/kernel/random/uuid; }
 # wait_ready WHO CLIP: poll the clip (at most 3 minutes) until it is `ready`; fail if `failed`.
 wait_ready() {
   local clip status last=""
-  for _ in $(seq 1 180); do
+  for _ in $(seq 1 360); do
     clip=$(as "$1" GET "/v1/clips/$2")
     status=$(jq -r .status <<<"$clip")
     if [[ $status != "$last" ]]; then
@@ -80,13 +81,13 @@ wait_ready() {
       ready) return 0 ;;
       failed) jq -c .error <<<"$clip" >&2 && return 1 ;;
     esac
-    sleep 1
+    sleep 0.5
   done
   echo "clip $2 is still $status after 3 minutes" >&2
   return 1
 }
 
-# --- 1. Operations: no Authorization on these ------------------------------------------------
+# --- 1. Operations: no Authorization on these -------------------------------------------------
 
 step "GET /healthz and /readyz (database and storage reachable, else 503 with the reason)"
 call "$BASE/healthz"
@@ -94,7 +95,7 @@ echo
 call "$BASE/readyz"
 echo
 
-# --- 2. Auth, me, stages, users -------------------------------------------------------------
+# --- 2. Auth, me, stages, users ---------------------------------------------------------------
 
 step "POST /v1/auth/token for the four demo people; GET /v1/me for each"
 for who in rep top coach admin; do
@@ -111,10 +112,16 @@ as rep GET /v1/stages | tee "$WORK/stages.json" |
 SKILLS=$(jq -c --arg stage "$STAGE" '[.[] | select(.key == $stage) | .skills[].key]' \
   "$WORK/stages.json")
 
+step "PATCH /v1/me: your own name (or password, with current_password; it ends your other logins)"
+as rep PATCH /v1/me '{"name": "Remy Rep"}' | jq -c '{id, name, role}'
+
+step "GET /v1/people?q=Tess: colleagues by name (no emails), e.g. whom to ask for a review"
+as rep GET '/v1/people?q=Tess' | jq -c '.items[] | {id, name, role}'
+
 step "GET /v1/users (admins; also POST /v1/users, PATCH /v1/users/{id}, POST|PATCH /v1/stages)"
 as admin GET '/v1/users?limit=10' | jq -r '.items[] | "\(.role)\t\(.email)"'
 
-# --- 3. Upload a pitch: the resumable protocol ----------------------------------------------
+# --- 3. Upload a pitch: the resumable protocol ------------------------------------------------
 
 step "Make a 6-second test clip with ffmpeg"
 FILE=$WORK/pitch.mp4
@@ -127,7 +134,7 @@ SHA=$(sha256sum "$FILE" | cut -d' ' -f1)
 echo "$FILE: $SIZE bytes, sha256 $SHA"
 
 step "POST /v1/clips (rep): the clip and its upload (id, part size, part count)"
-KEY=$(uuid)   # retrying with the same Idempotency-Key (24 h) returns the first answer
+KEY=$(uuid)   # a retry with the same Idempotency-Key returns the first answer
 CLIP_BODY=$(jq -n --arg title "Discovery call $RUN" --arg stage "$STAGE" --arg skill "$SKILL" \
   --argjson size "$SIZE" --arg sha "$SHA" \
   '{title: $title, kind: "pitch", stage: $stage, skills: [$skill], visibility: "org",
@@ -147,15 +154,16 @@ call "$BASE/v1/clips" -X POST -H "Authorization: Bearer ${TOKEN[rep]}" \
   jq -c --arg first "$PITCH" '{id: .clip.id, same_clip: (.clip.id == $first)}'
 
 step "POST /v1/uploads/$UPLOAD/parts: signed URLs for parts 1..$COUNT"
-as rep POST "/v1/uploads/$UPLOAD/parts" "$(jq -n --argjson n "$COUNT" '{part_numbers: [range(1; $n + 1)]}')" \
-  >"$WORK/parts.json"
+as rep POST "/v1/uploads/$UPLOAD/parts" \
+  "$(jq -n --argjson n "$COUNT" '{part_numbers: [range(1; $n + 1)]}')" >"$WORK/parts.json"
 jq -c '.parts[] | {number, method, url: (.url[:60] + "…")}' "$WORK/parts.json"
 
 step "PUT each part's bytes to its URL, without Authorization; keep each ETag"
 split -b "$PART_SIZE" -d -a 5 "$FILE" "$WORK/part."
 for n in $(seq 1 "$COUNT"); do
   url=$(jq -r --argjson n "$n" '.parts[] | select(.number == $n) | .url' "$WORK/parts.json")
-  method=$(jq -r --argjson n "$n" '.parts[] | select(.number == $n) | .method' "$WORK/parts.json")
+  method=$(jq -r --argjson n "$n" '.parts[] | select(.number == $n) | .method' \
+    "$WORK/parts.json")
   headers=()
   while IFS= read -r header; do headers+=(-H "$header"); done < <(
     jq -r --argjson n "$n" '.parts[] | select(.number == $n) | .headers | to_entries[] |
@@ -173,7 +181,7 @@ as rep GET "/v1/uploads/$UPLOAD" | jq -c '{status, part_count, uploaded_parts}'
 step "POST /v1/uploads/$UPLOAD/complete: the clip moves to processing, its transcode is queued"
 as rep POST "/v1/uploads/$UPLOAD/complete" "$(cat "$WORK/complete.json")" | jq -c '{id, status}'
 
-# --- 4. An exemplar candidate, uploaded in one request -----------------------------------------
+# --- 4. An exemplar candidate, uploaded in one request ----------------------------------------
 
 step "POST /v1/clips (top) + PUT /v1/clips/{id}/source: the whole file in one request (→ 202)"
 EXEMPLAR=$(as top POST /v1/clips "$(jq -n --arg title "Discovery masterclass $RUN" \
@@ -184,6 +192,8 @@ EXEMPLAR=$(as top POST /v1/clips "$(jq -n --arg title "Discovery masterclass $RU
 call "$BASE/v1/clips/$EXEMPLAR/source" -X PUT -H "Authorization: Bearer ${TOKEN[top]}" \
   -H 'Content-Type: video/mp4' --data-binary "@$FILE" | jq -c '{id, title, status}'
 
+# --- 5. Processing; editing, deleting and listing clips ---------------------------------------
+
 step "Wait for both clips: processing → viewable (first segment plays) → ready"
 wait_ready rep "$PITCH"
 wait_ready top "$EXEMPLAR"
@@ -191,11 +201,24 @@ as rep GET "/v1/clips/$PITCH" | tee "$WORK/pitch.json" |
   jq -c '{status, duration_ms, width, height, fps, has_audio, renditions}'
 DURATION=$(jq -r .duration_ms "$WORK/pitch.json")
 
+step "PATCH /v1/clips/$PITCH (owner or admin): title, description, stage, skills, visibility"
+as rep PATCH "/v1/clips/$PITCH" '{"description": "First call with Initech; 6 s demo cut."}' |
+  jq -c '{title, description, visibility}'
+
+step "A clip you do not want: DELETE /v1/uploads/{id} aborts its upload, DELETE /v1/clips/{id}"
+SPARE=$(as rep POST /v1/clips "$(jq -n --arg title "Spare take $RUN" --arg stage "$STAGE" \
+  '{title: $title, kind: "pitch", stage: $stage, filename: "spare.mp4",
+    content_type: "video/mp4", size_bytes: 1000}')")
+as rep DELETE "/v1/uploads/$(jq -r .upload.id <<<"$SPARE")"
+as rep GET "/v1/clips/$(jq -r .clip.id <<<"$SPARE")" | jq -c '{title, status, error}'
+as rep DELETE "/v1/clips/$(jq -r .clip.id <<<"$SPARE")"
+echo "deleted (its media is purged by a background job)"
+
 step "GET /v1/clips?stage=$STAGE&q=…: clips the caller may see, newest first"
 as coach GET "/v1/clips?stage=$STAGE&q=$RUN&limit=10" |
-  jq -c '.items[] | {id, title, kind, status, view_count}'
+  jq -c '.items[] | {id, title, kind, status, view_count, poster_url: (.poster_url // "")[:48]}'
 
-# --- 5. Playback and views --------------------------------------------------------------------
+# --- 6. Playback and views --------------------------------------------------------------------
 
 step "GET /v1/clips/$PITCH/playback: signed, expiring URLs (no Authorization needed on them)"
 as coach GET "/v1/clips/$PITCH/playback" | tee "$WORK/playback.json" | jq -c .
@@ -218,12 +241,12 @@ as coach POST "/v1/clips/$PITCH/views" "$(jq -n --argjson d "$DURATION" \
 as rep GET "/v1/clips/$PITCH/views" | jq -c '.items[] | {name, progress}'
 as coach GET '/v1/me/history?limit=3' | jq -c '.items[] | {title: .clip.title, progress}'
 
-# --- 6. Feedback --------------------------------------------------------------------------------
+# --- 7. Feedback ------------------------------------------------------------------------------
 
 # A third of the way in, spanning to two thirds: within the clip whatever its exact duration.
 AT=$((DURATION / 3))
 END=$((DURATION * 2 / 3))
-step "POST /v1/clips/$PITCH/feedback (top): a note at ${AT} ms to ${END} ms, about $SKILL, with an arrow"
+step "POST /v1/clips/$PITCH/feedback (top): a note at $AT..$END ms about $SKILL, with an arrow"
 NOTE=$(call "$BASE/v1/clips/$PITCH/feedback" -X POST -H "Authorization: Bearer ${TOKEN[top]}" \
   -H 'Content-Type: application/json' -H "Idempotency-Key: $(uuid)" \
   --data "$(jq -n --argjson at "$AT" --argjson until "$END" --arg skill "$SKILL" \
@@ -248,13 +271,16 @@ as rep POST "/v1/feedback/$NOTE/reactions/helpful" | jq -c .
 step "POST /v1/feedback/$NOTE/resolve (the clip's owner, the author, coaches, admins)"
 as rep POST "/v1/feedback/$NOTE/resolve" | jq -c '{id, resolved_at, resolved_by}'
 
-step "GET /v1/clips/$PITCH/feedback: threads in playback order (filters: resolved, skill, author_id)"
+step "GET /v1/feedback/$NOTE: one thread with its replies (where a notification links to)"
+as top GET "/v1/feedback/$NOTE" | jq -c '{id, body, resolved_at, reply_count, helpful_count}'
+
+step "GET /v1/clips/$PITCH/feedback: threads in playback order (?resolved= &skill= &author_id=)"
 as rep GET "/v1/clips/$PITCH/feedback" | jq -c '.items[] | {timestamp_ms, skill, resolved_at}'
 as rep GET "/v1/clips/$PITCH/feedback?resolved=true&skill=$SKILL" |
   jq -c '.items[] | {timestamp_ms, end_ms, author: .author.name, body, helpful_count,
                      replies: [.replies[] | {author: .author.name, body}]}'
 
-# --- 7. Reviews and the skill profile ------------------------------------------------------------
+# --- 8. Reviews and the skill profile ---------------------------------------------------------
 
 DUE=$(date -u -d '+2 days' +%Y-%m-%dT%H:%M:%SZ)
 step "POST /v1/clips/$PITCH/review-requests (rep asks top, due $DUE)"
@@ -283,9 +309,10 @@ as rep GET '/v1/review-requests?box=outbox&limit=2' |
 step "GET /v1/users/$REP_ID/skills (coach): the rep's skill profile for $STAGE"
 as coach GET "/v1/users/$REP_ID/skills" |
   jq -c --arg stage "$STAGE" '.stages[] | select(.key == $stage) | .skills[] |
-    {key, scores: (.scores | {count, average, weighted_average}), feedback, trend: .trend.direction}'
+    {key, scores: (.scores | {count, average, weighted_average}), feedback,
+     trend: .trend.direction}'
 
-# --- 8. Exemplars and the library ------------------------------------------------------------------
+# --- 9. Exemplars and the library -------------------------------------------------------------
 
 step "POST /v1/clips/$EXEMPLAR/exemplar (top marks their own clip), then the coach endorses it"
 as top POST "/v1/clips/$EXEMPLAR/exemplar" '{"note": "Five open questions in the first minute"}' |
@@ -302,13 +329,14 @@ as rep POST "/v1/clips/$PITCH/exemplars" "$(jq -n --arg id "$EXEMPLAR" '{exempla
 as rep GET "/v1/clips/$PITCH/exemplars" |
   jq -c '.[] | {source, title: .exemplar.clip.title, reason, score}'
 
-# --- 9. Before a meeting: the prep kit ----------------------------------------------------------------
+# --- 10. Before a meeting: the prep kit -------------------------------------------------------
 
 step "GET /v1/prep?stage=$STAGE&limit=3: exemplars to download, tips, my open feedback"
 call "$BASE/v1/prep?stage=$STAGE&limit=3" -H "Authorization: Bearer ${TOKEN[rep]}" \
   -D "$WORK/prep_headers" >"$WORK/kit.json"
-jq -c '{stage, urls_expire_at, exemplars: [.exemplars[].title], tips: [.tips[] | {body, deep_link}],
-        my_open_feedback: (.my_open_feedback | length)}' "$WORK/kit.json"
+jq -c '{stage, urls_expire_at, exemplars: [.exemplars[].title],
+        tips: [.tips[] | {body, deep_link}], my_open_feedback: (.my_open_feedback | length)}' \
+  "$WORK/kit.json"
 ETAG=$(grep -i '^etag:' "$WORK/prep_headers" | cut -d' ' -f2- | tr -d '\r')
 
 step "The same kit with If-None-Match: 304 while nothing it shows has changed"
@@ -322,9 +350,10 @@ jq -r '.exemplars[] | select(.mp4_url) | "\(.clip_id) \(.mp4_url)"' "$WORK/kit.j
     echo "$id.mp4: $(stat -c %s "$WORK/$id.mp4") bytes"
   done
 
-# --- 10. Notifications ------------------------------------------------------------------------------
+# --- 11. Notifications ------------------------------------------------------------------------
 
-step "GET /v1/notifications?unread=true (rep)"
+step "GET /v1/notifications/unread-count (a badge) and GET /v1/notifications?unread=true (rep)"
+as rep GET /v1/notifications/unread-count | jq -c .
 as rep GET '/v1/notifications?unread=true' | tee "$WORK/notes.json" |
   jq -c '.items[] | {kind, actor: .actor.name, data}'
 
@@ -332,19 +361,27 @@ step "POST /v1/notifications/read with those ids (an empty list is fine), then a
 as rep POST /v1/notifications/read "$(jq -c '{ids: [.items[].id]}' "$WORK/notes.json")" | jq -c .
 as top POST /v1/notifications/read '{"all": true}' | jq -c .
 
-# --- 11. Refresh-token rotation ----------------------------------------------------------------------
+# --- 12. Refresh-token rotation ---------------------------------------------------------------
 
 step "POST /v1/auth/refresh with the refresh token saved at login: a new pair"
 PAIR=$(call "$BASE/v1/auth/refresh" -X POST -H 'Content-Type: application/json' \
   --data "$(jq -n --arg token "${REFRESH[rep]}" '{refresh_token: $token}')")
 TOKEN[rep]=$(jq -r .access_token <<<"$PAIR")
 REFRESH[rep]=$(jq -r .refresh_token <<<"$PAIR")
-jq -c '{token_type, expires_in}' <<<"$PAIR"
-# The old refresh token is spent: presented again after a short grace period (a lost answer
-# on a phone), it revokes the whole token family.
+jq -c '{token_type, expires_in, refresh_expires_in}' <<<"$PAIR"
+# The old refresh token is spent. Presented again within PEERPITCH_REFRESH_REUSE_GRACE_S (30 s:
+# a lost answer, two tabs) it answers the same new refresh token; later, the reuse counts as
+# theft and ends the whole login.
 as rep GET /v1/me | jq -c '{name, role}'
 
-# --- 12. Operations again -----------------------------------------------------------------------------
+step "POST /v1/auth/logout: a second login of the rep (a phone) ends; its refresh token dies"
+login rep phone
+as phone POST /v1/auth/logout >/dev/null
+echo "logged out (204); refreshing with that login's token now answers $(curl -s -o /dev/null \
+  -w '%{http_code}' -X POST "$BASE/v1/auth/refresh" -H 'Content-Type: application/json' \
+  --data "$(jq -n --arg token "${REFRESH[phone]}" '{refresh_token: $token}')")"
+
+# --- 13. Operations again ---------------------------------------------------------------------
 
 step "GET /metrics (Prometheus) and X-Request-ID on every answer"
 OUT=$WORK/metrics.txt call "$BASE/metrics"

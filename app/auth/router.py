@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from app.auth import service
-from app.auth.schemas import RefreshRequest, TokenPair, TokenRequest
-from app.deps import SessionDep, SettingsDep
+from app.auth.schemas import LogoutRequest, RefreshRequest, TokenPair, TokenRequest
+from app.deps import AuthenticatedDep, SessionDep, SettingsDep
 from app.openapi_meta import errors
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
     "/token",
     summary="Log in with email and password",
     response_model=TokenPair,
-    responses=errors(401, 422, 429),
+    responses=errors(401, 422, 429, codes={401: ["invalid_credentials"], 429: ["login_throttled"]}),
 )
 async def create_token(body: TokenRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
     return await service.login(session, settings, body.email, body.password)
@@ -23,10 +23,37 @@ async def create_token(body: TokenRequest, session: SessionDep, settings: Settin
 @router.post(
     "/refresh",
     summary="Exchange a refresh token for a new token pair (rotation)",
+    description=(
+        "Each refresh token works once. Presenting it again within the reuse grace window "
+        "(PEERPITCH_REFRESH_REUSE_GRACE_S, default 30 s) answers the same new refresh token "
+        "with a fresh access token; later, the reuse ends the whole login."
+    ),
     response_model=TokenPair,
-    responses=errors(401, 422),
+    responses=errors(401, 422, codes={401: ["invalid_refresh_token"]}),
 )
 async def refresh_token(
     body: RefreshRequest, session: SessionDep, settings: SettingsDep
 ) -> TokenPair:
     return await service.refresh(session, settings, body.refresh_token)
+
+
+@router.post(
+    "/logout",
+    summary="Log out: end the caller's login (its refresh tokens stop working)",
+    description=(
+        "Revokes the refresh-token family the access token was issued from and, when "
+        "`refresh_token` is sent, the family of that token. Idempotent: always 204."
+    ),
+    status_code=204,
+    responses=errors(401, 422),
+)
+async def logout(
+    session: SessionDep, authenticated: AuthenticatedDep, body: LogoutRequest | None = None
+) -> Response:
+    await service.logout(
+        session,
+        authenticated.principal.id,
+        authenticated.session_id,
+        body.refresh_token if body is not None else None,
+    )
+    return Response(status_code=204)

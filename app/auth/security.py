@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -39,14 +41,27 @@ class AccessClaims:
     user_id: uuid.UUID
     org_id: uuid.UUID
     role: str
+    # The refresh-token family (the login) the token was issued from; None in tokens issued
+    # before the ``sid`` claim existed.
+    session_id: uuid.UUID | None = None
 
 
 class InvalidToken(Exception):
     """The access token is malformed, forged, expired or of the wrong type."""
 
 
+class TokenExpired(InvalidToken):
+    """The access token was valid but its lifetime is over: refresh it."""
+
+
 def issue_access_token(
-    *, user_id: uuid.UUID, org_id: uuid.UUID, role: str, secret: str, ttl_s: int
+    *,
+    user_id: uuid.UUID,
+    org_id: uuid.UUID,
+    role: str,
+    secret: str,
+    ttl_s: int,
+    session_id: uuid.UUID | None = None,
 ) -> str:
     now = utcnow()
     claims = {
@@ -57,6 +72,8 @@ def issue_access_token(
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(seconds=ttl_s)).timestamp()),
     }
+    if session_id is not None:
+        claims["sid"] = str(session_id)
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -67,9 +84,15 @@ def decode_access_token(token: str, secret: str) -> AccessClaims:
         )
         if claims.get("typ") != "access":
             raise InvalidToken("not an access token")
+        sid = claims.get("sid")
         return AccessClaims(
-            user_id=uuid.UUID(claims["sub"]), org_id=uuid.UUID(claims["org"]), role=claims["role"]
+            user_id=uuid.UUID(claims["sub"]),
+            org_id=uuid.UUID(claims["org"]),
+            role=claims["role"],
+            session_id=uuid.UUID(sid) if sid is not None else None,
         )
+    except jwt.ExpiredSignatureError as exc:  # raised only once the signature checked out
+        raise TokenExpired(str(exc)) from exc
     except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
         raise InvalidToken(str(exc)) from exc
 
@@ -82,6 +105,21 @@ def new_refresh_token() -> tuple[str, str]:
 
 def digest_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def keyed_digest(secret: str, purpose: str, value: str) -> str:
+    """HMAC-SHA256 of ``value`` under the server secret, separated by ``purpose``: a
+    fingerprint of a secret value (a password) that is useless without the server key."""
+    mac = hmac.new(secret.encode(), f"{purpose}:{value}".encode(), hashlib.sha256)
+    return mac.hexdigest()
+
+
+def successor_refresh_token(token: str, secret: str) -> str:
+    """The refresh token that rotating ``token`` issues: derived from it and the server
+    secret, so a repeat of ``token`` within the reuse grace window can name the same
+    successor again without storing it. Same length and alphabet as a random token."""
+    mac = hmac.new(secret.encode(), f"refresh-successor:{token}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
 def expires_in(ttl_s: int) -> datetime:

@@ -1,12 +1,11 @@
 """The clip lifecycle: the only code that changes ``Clip.status`` (a test enforces it).
 
     awaiting_upload ──upload completed──▶ processing ──first segments──▶ viewable
-        │      ▲                              │  ╲                         │  ▲ (republished)
-        │      │ new upload (only after an    │   ╲──────── ready ◀───────┘──┘
-        │      │ aborted/expired one)         │                ▲ encoded
-        ▼      │                              ▼                │
+       │       ▲                              │  ╲                         │  ▲ (republished)
+upload │       │ new upload (only when        │   ╲──────── ready ◀───────┘──┘
+aborted│       │ the upload had ended)        │                ▲ encoded
+expired▼       │                              ▼                │
          failed ◀──────── transcode failed ───┴────────────────┘ (never from ready)
- upload aborted / expired
 
 A clip whose source never arrived (its upload was aborted or expired) may start a new
 upload: ``failed → awaiting_upload``; so may a clip still awaiting an upload whose deadline

@@ -75,7 +75,7 @@ async def create_clip(
         session, principal, idempotency_key, "POST /v1/clips", body.model_dump(mode="json"), produce
     )
     # Read from the answer, so a replay (the stored first answer) carries it too.
-    response.headers["Location"] = f"/v1/clips/{json.loads(response.body)['clip']['id']}"
+    response.headers["Location"] = f"/v1/clips/{json.loads(bytes(response.body))['clip']['id']}"
     return response
 
 
@@ -238,5 +238,5 @@ async def restart_upload(
     response = await idempotent(
         session, principal, idempotency_key, scope, body.model_dump(mode="json"), produce
     )
-    response.headers["Location"] = f"/v1/uploads/{json.loads(response.body)['id']}"
+    response.headers["Location"] = f"/v1/uploads/{json.loads(bytes(response.body))['id']}"
     return response

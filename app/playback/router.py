@@ -4,10 +4,11 @@ the credential, so players, ffmpeg and phones fetch them without an Authorizatio
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import RedirectResponse
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from app.deps import PrincipalDep, SessionDep, SettingsDep, public_base_url
 from app.openapi_meta import errors
@@ -17,7 +18,18 @@ from app.playback.schemas import PlaybackOut
 router = APIRouter(tags=["playback"])
 
 M3U8 = "application/vnd.apple.mpegurl"
-Token = Annotated[str, Path(description="Signed playback token from GET /v1/clips/{id}/playback")]
+PLAY_LINK_DOC = "Signed playback token from GET /v1/clips/{id}/playback"
+Token = Annotated[str, Path(description=PLAY_LINK_DOC)]
+
+
+class _PlaylistName(StringConvertor):
+    """A path segment ending in ".m3u8": `/v1/play/{token}/{rendition}/{playlist}` takes
+    those, `/v1/play/{token}/{rendition}/{segment}` everything else."""
+
+    regex = r"[^/]*\.m3u8"
+
+
+register_url_convertor("hls_playlist", _PlaylistName())
 
 
 @router.get(
@@ -64,7 +76,9 @@ def _text(body: str, media_type: str, max_age: int) -> Response:
     )
 
 
-_PLAY_ERRORS = errors(403, 404)
+_PLAY_ERRORS = errors(403, 404, codes={403: ["invalid_signature", "expired_signature"]})
+_PLAY_ERRORS[403] = {**_PLAY_ERRORS[403], "description": "Invalid, altered or expired token"}
+_PLAY_ERRORS[404] = {**_PLAY_ERRORS[404], "description": "No such file, or the clip is gone"}
 
 
 @router.get(
@@ -124,8 +138,8 @@ async def poster(token: Token, request: Request) -> Response:
 
 
 @router.get(
-    "/v1/play/{token}/{rendition}/{playlist}",
-    summary="HLS media playlist of one rendition, every URI signed (signed path)",
+    "/v1/play/{token}/{rendition}/{playlist:hls_playlist}",
+    summary="HLS media playlist of one rendition; its segment URLs are under the same token",
     response_class=Response,
     responses={200: {"content": {M3U8: {}}}, **_PLAY_ERRORS},
 )
@@ -135,8 +149,71 @@ async def variant(
     playlist: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}\.m3u8$")],
     request: Request,
 ) -> Response:
-    grant, signer = await _signer(request, token)
+    state = request.app.state
+    grant = await service.authorize(state.clip_states, state.settings, token)
     chosen = service.find_variant(grant, f"{rendition}/{playlist}")
-    body = await service.variant_playlist(_cache(request), signer, grant, chosen)
-    # While the clip is encoded its playlists grow with every segment: players reload them.
-    return _text(body, M3U8, signer.lifetime_s if grant.ready else min(signer.lifetime_s, 1))
+    root = service.play_root(public_base_url(request), token)
+    body = await service.variant_playlist(_cache(request), state.storage, grant, chosen, root)
+    # Every URI inside is a token URL (checked and redirected per fetch): cacheable for the
+    # token's life once ready; while the clip is encoded its playlists grow: players reload.
+    return _text(body, M3U8, grant.remaining_s if grant.ready else min(grant.remaining_s, 1))
+
+
+# The parameters are read from the path itself, not declared to FastAPI: a plain path segment
+# cannot fail validation (a bad name is a 404), so the operation has no 422.
+_SEGMENT_PARAMS: dict[str, Any] = {
+    "parameters": [
+        {"name": "token", "in": "path", "required": True, "description": PLAY_LINK_DOC,
+         "schema": {"type": "string"}},
+        {"name": "rendition", "in": "path", "required": True,
+         "description": "Rendition folder, as in the variant playlist's URL (e.g. v0)",
+         "schema": {"type": "string"}},
+        {"name": "segment", "in": "path", "required": True,
+         "description": "File in that folder (init.mp4, seg_00001.m4s, ...; not *.m3u8)",
+         "schema": {"type": "string"}},
+    ]
+}  # fmt: skip
+_SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    302: {
+        "description": "To a URL of the segment minted for this request (presigned S3 GET "
+        "or signed /v1/media URL), valid PEERPITCH_PLAYBACK_SEGMENT_URL_TTL_S seconds",
+        "headers": {
+            "Location": {
+                "description": "The segment's short-lived URL",
+                "schema": {"type": "string"},
+            },
+            "Cache-Control": {
+                "description": "private, max-age=<half the target's lifetime>",
+                "schema": {"type": "string"},
+            },
+        },
+    },
+    **_PLAY_ERRORS,
+}
+
+
+@router.get(
+    "/v1/play/{token}/{rendition}/{segment}",
+    summary="Redirect to a short-lived URL of one segment of a rendition (signed path)",
+    response_class=Response,
+    status_code=302,
+    responses=_SEGMENT_RESPONSES,
+    openapi_extra=_SEGMENT_PARAMS,
+)
+async def segment(request: Request) -> Response:
+    params = request.path_params
+    state = request.app.state
+    grant = await service.authorize(state.clip_states, state.settings, params["token"])
+    target = await service.segment_redirect(
+        state.storage,
+        state.settings,
+        grant,
+        public_base_url(request),
+        params["rendition"],
+        params["segment"],
+    )
+    return RedirectResponse(
+        target.url,
+        status_code=302,
+        headers={"Cache-Control": f"private, max-age={target.max_age_s}"},
+    )

@@ -2,22 +2,31 @@
 
 The player gets one token (see app.playback.signing) in every path under `/v1/play/`.
 Each request under it checks the token against the clip's row (one primary-key query), so
-deleting or republishing a clip stops its URLs at once. Playlists and the storyboard VTT are
-rewritten so every URI inside is absolute and signed: presigned S3 GETs (at most
-`playback_s3_url_ttl_s`) on S3, signed `/v1/media/...` URLs of this API on local storage.
+deleting or republishing a clip stops its URLs at once.
+
+Variant playlists list every segment (and the EXT-X-MAP init segment) under the same token,
+`/v1/play/{token}/{rendition}/{segment}`, on both backends: that route checks the token and
+the clip like any other and answers 302 to a URL minted for this request (a presigned S3 GET
+or a signed `/v1/media/...` URL, `playback_segment_url_ttl_s`). So a segment URL works for
+the token's whole lifetime, however long the player paused, and stops as soon as the clip is
+deleted; nothing in a playlist is signed, so serving one costs no signing at all.
+
+The storyboard VTT is rewritten so its sprite URL is absolute and signed (presigned S3 GET of
+at most `playback_s3_url_ttl_s`, or a signed `/v1/media/...` URL until the token expires).
 Once a clip is ready, the stored playlists of its media version never change, so their
 text is cached in memory; while it is only viewable they still grow and are read each time.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +37,7 @@ from app.errors import Conflict, Forbidden, NotFound
 from app.playback import signing
 from app.playback.states import ClipStates
 from app.storage.base import ObjectNotFound, Storage
-from app.storage.local import ScopedMediaSigner
+from app.storage.local import ScopedMediaSigner, sign_media_url
 from app.storage.s3 import S3Storage
 from app.tenancy import Principal
 
@@ -36,6 +45,11 @@ PLAYABLE = (ClipStatus.viewable, ClipStatus.ready)
 _URI_ATTR = re.compile(r'URI="([^"]*)"')
 # A relative URI we wrote: path segments of safe characters, never "..".
 _RELATIVE = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9_-][A-Za-z0-9._/-]*$")
+# What /v1/play/{token}/{rendition}/{segment} serves: a file directly in a rendition's folder
+# (playlists, "*.m3u8", have their own route and are never redirected to).
+_RENDITION = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_SEGMENT = re.compile(r"(?![A-Za-z0-9._-]*\.m3u8$)[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+_SEGMENT_PATH = re.compile(rf"{_RENDITION.pattern}/{_SEGMENT.pattern}")
 
 
 def is_playable(clip: Clip) -> bool:
@@ -197,6 +211,53 @@ class Signer:
         return [signer.url(k) for k in keys]
 
 
+# --- segments: checked at every request, then redirected ----------------------------------
+
+
+class Redirect(NamedTuple):
+    url: str
+    max_age_s: int  # how long the 302 itself may be cached
+
+
+def segment_key(grant: Grant, rendition: str, segment: str) -> str:
+    """The storage key behind /v1/play/{token}/{rendition}/{segment}: a file directly in the
+    folder of one of the published variants (never a playlist). Raises NotFound."""
+    if not _RENDITION.fullmatch(rendition) or not _SEGMENT.fullmatch(segment):
+        raise NotFound("No such segment.")
+    folder = rendition + "/"
+    if not any(str(v["playlist"]).startswith(folder) for v in grant.media["variants"]):
+        raise NotFound("No such rendition.")
+    return f"{grant.media['prefix']}{folder}{segment}"
+
+
+async def segment_redirect(
+    storage: Storage,
+    settings: Settings,
+    grant: Grant,
+    base_url: str,
+    rendition: str,
+    segment: str,
+) -> Redirect:
+    """A URL of one segment minted now, living `playback_segment_url_ttl_s` (never past the
+    token): a presigned GET on S3, a signed `/v1/media/...` URL of this API on local storage.
+
+    The segment URLs in a playlist carry no expiry of their own but the token's, so a player
+    resumes after any pause; each fetch re-checks the clip (the caller's `authorize`), so they
+    stop as soon as it is deleted, and what leaks (the redirect's target) lives briefly.
+    """
+    key = segment_key(grant, rendition, segment)
+    ttl = max(1, min(settings.playback_segment_url_ttl_s, grant.remaining_s))
+    if isinstance(storage, S3Storage):
+        url = await storage.presign_get(key, ttl_s=ttl)
+    else:
+        # From the next whole second: the URL lives at least ttl (exp is in whole seconds).
+        url = sign_media_url(
+            base_url, settings.secret_key, key, ttl_s=ttl, now=math.ceil(time.time())
+        )
+    # A cached 302 must not point at an expired URL: half its life (0 for a 1 s lifetime).
+    return Redirect(url, ttl // 2)
+
+
 # --- playlist text, cached ----------------------------------------------------------------
 
 
@@ -284,17 +345,17 @@ def find_variant(grant: Grant, path: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Template:
-    """A playlist split around the object keys it refers to: the text is
+    """A playlist split around the keys it refers to: the served text is
     ``literals[0] + url(keys[0]) + literals[1] + ... + literals[-1]``."""
 
     literals: list[str]
     keys: list[str]
 
-    def render(self, urls: list[str]) -> str:
+    def render_under(self, root: str) -> str:
+        """Every key as ``root + key`` (keys relative to the clip's media folder)."""
         parts = [self.literals[0]]
-        for url, literal in zip(urls, self.literals[1:], strict=True):
-            parts.append(url)
-            parts.append(literal)
+        for key, literal in zip(self.keys, self.literals[1:], strict=True):
+            parts += (root, key, literal)
         return "".join(parts)
 
 
@@ -321,20 +382,32 @@ def media_playlist_template(text: str, directory: str) -> Template:
     return Template(literals=literals, keys=keys)
 
 
+def segment_template(text: str, playlist: str) -> Template:
+    """The template of a variant playlist with keys relative to the media folder
+    (``v0/seg_00001.m4s``), each one a path the segment route serves."""
+    directory = playlist.rsplit("/", 1)[0] + "/" if "/" in playlist else ""
+    template = media_playlist_template(text, directory)
+    for path in template.keys:
+        if not _SEGMENT_PATH.fullmatch(path):
+            raise NotFound("The playlist refers to an unexpected location.")
+    return template
+
+
 async def variant_playlist(
-    cache: TextCache, signer: Signer, grant: Grant, variant: dict[str, Any]
+    cache: TextCache, storage: Storage, grant: Grant, variant: dict[str, Any], root: str
 ) -> str:
+    """The variant playlist with every URI an absolute segment URL under the token (root):
+    `{root}{rendition}/{segment}`, redirected at each fetch (see segment_redirect)."""
     media = grant.media
     playlist: str = variant["playlist"]
-    directory = media["prefix"] + (playlist.rsplit("/", 1)[0] + "/" if "/" in playlist else "")
     key = media["prefix"] + playlist
     template = cache.templates.get(key) if grant.ready else None
     if template is None:
-        text = await cache.read(signer.storage, key, keep=grant.ready)
-        template = media_playlist_template(text, directory)
+        text = await cache.read(storage, key, keep=grant.ready)
+        template = segment_template(text, playlist)
         if grant.ready:
             cache.templates.put(key, template)
-    return template.render(await signer.sign(template.keys))
+    return template.render_under(root)
 
 
 async def storyboard_vtt(cache: TextCache, signer: Signer, grant: Grant) -> str:

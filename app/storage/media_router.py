@@ -221,7 +221,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The whole object", "content": {"application/octet-stream": {}}},
     206: {"description": "The requested byte range", "content": {"application/octet-stream": {}}},
     304: {"description": "Not modified (If-None-Match)"},
-    **errors(403, 404, 416, 422),
+    **errors(403, 404, 416, 422, codes={403: ["invalid_signature", "expired_signature"]}),
 }
 _RESPONSES[403] = {**_RESPONSES[403], "description": "Missing, invalid or expired signature"}
 _RESPONSES[404] = {**_RESPONSES[404], "description": "No such object (or storage is not local)"}

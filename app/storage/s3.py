@@ -41,7 +41,11 @@ from app.storage.base import (
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_s3.literals import BucketLocationConstraintType
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
+    from mypy_boto3_s3.type_defs import (
+        CompletedPartTypeDef,
+        CORSRuleTypeDef,
+        ObjectIdentifierTypeDef,
+    )
 
 log = logging.getLogger("peerpitch.storage")
 
@@ -132,7 +136,7 @@ class S3Storage:
     ) -> None:
         """Create the bucket if missing and let browsers PUT parts and GET media from the
         given origins (any origin when the list is empty and allow_any_origin, meant for
-        development). Idempotent."""
+        development), and GET media from any origin (see below). Idempotent."""
         origins = list(cors_origins) or (["*"] if allow_any_origin else [])
 
         def run() -> None:
@@ -153,24 +157,35 @@ class S3Storage:
                 except ClientError as create_exc:
                     if _error_code(create_exc) != "BucketAlreadyOwnedByYou":
                         raise
-            if not origins:
+            rules: list[CORSRuleTypeDef] = []
+            if origins:
+                rules.append(
+                    {
+                        "AllowedMethods": ["PUT", "GET", "HEAD"],
+                        "AllowedOrigins": origins,
+                        "AllowedHeaders": ["*"],
+                        # Clients read each part's ETag to complete the upload.
+                        "ExposeHeaders": ["ETag"],
+                        "MaxAgeSeconds": 3600,
+                    }
+                )
+            else:
                 log.warning("no CORS origins for bucket %s: browsers cannot upload", self.bucket)
-                return
-            self._client.put_bucket_cors(
-                Bucket=self.bucket,
-                CORSConfiguration={
-                    "CORSRules": [
-                        {
-                            "AllowedMethods": ["PUT", "GET", "HEAD"],
-                            "AllowedOrigins": origins,
-                            "AllowedHeaders": ["*"],
-                            # Clients read each part's ETag to complete the upload.
-                            "ExposeHeaders": ["ETag"],
-                            "MaxAgeSeconds": 3600,
-                        }
-                    ]
-                },
-            )
+            if "*" not in origins:
+                # HLS segment URLs answer 302 from the API to presigned GETs, and a browser
+                # following a redirect from another origin sends `Origin: null`, which no
+                # list of origins matches (hls.js would fail). The presigned URL is the
+                # credential, so reading media is allowed from any origin.
+                rules.append(
+                    {
+                        "AllowedMethods": ["GET", "HEAD"],
+                        "AllowedOrigins": ["*"],
+                        "AllowedHeaders": ["*"],
+                        "ExposeHeaders": ["Content-Length", "Content-Range", "ETag"],
+                        "MaxAgeSeconds": 3600,
+                    }
+                )
+            self._client.put_bucket_cors(Bucket=self.bucket, CORSConfiguration={"CORSRules": rules})
 
         await self._run(run)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func
+from sqlalchemy import Select, func
 
 from app.tenancy import TenantRepository
 from app.users.models import Role, User
@@ -24,6 +24,16 @@ class UserRepository(TenantRepository[User]):
             self.select().where(User.id == user_id, User.is_active)
         )
         return found
+
+    def people(self, *, q: str | None = None, role: Role | None = None) -> Select[User]:
+        """The org's active users, optionally those whose name contains ``q`` (any case)
+        and who have ``role``."""
+        stmt = self.select().where(User.is_active.is_(True))
+        if q:
+            stmt = stmt.where(User.name.icontains(q, autoescape=True))
+        if role is not None:
+            stmt = stmt.where(User.role == role)
+        return stmt
 
     async def active_admin_count(self) -> int:
         count = await self.session.scalar(

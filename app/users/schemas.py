@@ -28,6 +28,19 @@ class UserCreate(BaseModel):
     password: str = Field(min_length=8, max_length=1024)
 
 
+class MeUpdate(BaseModel):
+    """The caller's own changes. A new password needs the current one."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    password: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=1024,
+        description="The new password; requires `current_password`. Ends every other login.",
+    )
+    current_password: str | None = Field(default=None, min_length=1, max_length=1024)
+
+
 class UserUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     role: Role | None = None

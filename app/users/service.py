@@ -1,18 +1,20 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.security import hash_password
-from app.auth.service import revoke_user_tokens
-from app.errors import Conflict
+from app.auth.security import hash_password, keyed_digest
+from app.auth.service import revoke_user_tokens, verify_current_password
+from app.config import Settings
+from app.errors import Conflict, Unprocessable
 from app.pagination import PageParams, SortKey, paginate
 from app.tenancy import Principal
 from app.users.models import Role, User
 from app.users.repository import UserRepository
-from app.users.schemas import UserCreate, UserUpdate
+from app.users.schemas import MeUpdate, UserCreate, UserUpdate
 
 
 async def email_taken(session: AsyncSession, email: str) -> bool:
@@ -50,6 +52,15 @@ async def create_user(session: AsyncSession, principal: Principal, data: UserCre
     )
 
 
+def create_user_fingerprint(data: UserCreate, secret: str) -> dict[str, Any]:
+    """What an Idempotency-Key record of POST /v1/users is compared by: the request, with
+    the password replaced by a keyed digest (so the stored hash reveals nothing of it)."""
+    return {
+        **data.model_dump(mode="json", exclude={"password"}),
+        "password": keyed_digest(secret, "idempotency-password", data.password),
+    }
+
+
 async def list_users(
     session: AsyncSession, principal: Principal, params: PageParams
 ) -> tuple[list[User], str | None]:
@@ -83,3 +94,42 @@ async def update_user(
         await revoke_user_tokens(session, user.id)
     await session.flush()
     return user
+
+
+async def update_me(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    session_id: uuid.UUID | None,
+    data: MeUpdate,
+) -> User:
+    """The caller changes their name and/or password. A new password needs the current one
+    (checked first, so a wrong one changes nothing) and ends every other login of the user;
+    the caller's own (``session_id``, the access token's refresh family) stays signed in."""
+    user = principal.user
+    if data.password is not None:
+        if data.current_password is None:
+            raise Unprocessable(
+                "Send current_password to change the password.", code="current_password_required"
+            )
+        await verify_current_password(session, settings, user, data.current_password)
+    if data.name is not None:
+        user.name = data.name.strip()
+    if data.password is not None:
+        user.password_hash = await hash_password(data.password)
+        await revoke_user_tokens(session, user.id, except_family=session_id)
+    await session.flush()
+    return user
+
+
+async def list_people(
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    q: str | None = None,
+    role: Role | None = None,
+) -> tuple[list[User], str | None]:
+    """Active members of the caller's organization, by name."""
+    stmt = UserRepository.of(session, principal).people(q=(q or "").strip() or None, role=role)
+    return await paginate(session, stmt, [SortKey(User.name), SortKey(User.id)], params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -224,3 +225,44 @@ async def test_viewable_clip_of_a_dead_transcode_job_is_failed_and_its_media_del
     assert await storage.stat(prefix + "v0/seg_00001.m4s") is None
     r = await client.get(f"/v1/clips/{clip_id}/playback", headers=rep.headers)
     assert r.status_code == 409
+
+
+async def test_a_clip_whose_upload_expired_takes_a_new_one(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    created = (await client.post("/v1/clips", json=clip_body(), headers=rep.headers)).json()
+    clip_id, old_id = created["clip"]["id"], created["upload"]["id"]
+    async with app.state.sessionmaker.begin() as session:
+        await session.execute(
+            update(Upload)
+            .where(Upload.id == uuid.UUID(old_id))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    ctx = task_context(app)
+    await expire_uploads(ctx)
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+    assert (clip["status"], clip["error"]["code"]) == ("failed", "upload_expired")
+
+    data = os.urandom(2048)
+    r = await client.post(
+        f"/v1/clips/{clip_id}/upload", json={"size_bytes": len(data)}, headers=rep.headers
+    )
+    assert r.status_code == 201, r.text
+    new_id = r.json()["id"]
+    await expire_uploads(ctx)  # the new upload is not due
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+    assert (clip["status"], clip["error"], clip["upload"]["id"]) == (
+        "awaiting_upload",
+        None,
+        new_id,
+    )
+
+    # The clip takes its source either way; here as one body.
+    r = await client.put(f"/v1/clips/{clip_id}/source", content=data, headers=rep.headers)
+    assert r.status_code == 202, r.text
+    stored = await app.state.storage.sha256(await source_key(app, clip_id))
+    assert stored == hashlib.sha256(data).hexdigest()
+    state = (await client.get(f"/v1/uploads/{new_id}", headers=rep.headers)).json()
+    assert state["status"] == "completed"

@@ -1,24 +1,33 @@
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 
-from tests.helpers.api import clip_body, create_clip
+from app.clips.models import Clip
+from app.playback.signing import parse_token
+from tests.helpers.api import DURATION_MS, clip_body, create_clip, playable_clip
+from tests.helpers.sql_count import queries, statements_during
 
 
 async def test_create_clip_returns_clip_and_upload(
     client: httpx.AsyncClient, make_org: Any
 ) -> None:
     org = await make_org()
-    rep = await org.add_user("rep")
-    created = await create_clip(client, rep)
+    rep = await org.add_user("rep", name="Rita Rep")
+    r = await client.post("/v1/clips", json=clip_body(), headers=rep.headers)
+    assert r.status_code == 201, r.text
+    created = r.json()
     clip, upload = created["clip"], created["upload"]
+    assert r.headers["Location"] == f"/v1/clips/{clip['id']}"
     expected = {
         "id",
         "org_id",
         "owner_id",
+        "owner",
         "title",
         "description",
         "kind",
@@ -34,18 +43,27 @@ async def test_create_clip_returns_clip_and_upload(
         "is_exemplar",
         "created_at",
         "updated_at",
+        "poster_url",
+        "upload",
     }
     assert expected <= set(clip)
     assert clip["status"] == "awaiting_upload"
     assert clip["owner_id"] == rep.id
+    assert clip["owner"] == {"id": rep.id, "name": "Rita Rep", "role": "rep"}
     assert clip["visibility"] == "org"
     assert clip["error"] is None
+    assert clip["poster_url"] is None
+    assert clip["upload"] is None  # the upload is next to the clip here
     assert upload["part_count"] == 1
     assert set(upload) == {"id", "part_size", "part_count", "expires_at"}
 
     r = await client.get(f"/v1/clips/{clip['id']}", headers=rep.headers)
     assert r.status_code == 200
-    assert r.json()["title"] == clip["title"]
+    got = r.json()
+    assert got["title"] == clip["title"]
+    assert got["owner"] == clip["owner"]
+    # The owner's app, restarted without the upload id, finds the upload to resume.
+    assert got["upload"] == upload | {"status": "active"}
 
 
 async def test_create_clip_validation(client: httpx.AsyncClient, make_org: Any) -> None:
@@ -209,3 +227,109 @@ async def test_unknown_clip_is_404(client: httpx.AsyncClient, make_org: Any) -> 
     org = await make_org()
     r = await client.get(f"/v1/clips/{uuid.uuid4()}", headers=org.admin.headers)
     assert r.status_code == 404
+
+
+async def test_every_clip_response_names_its_owner(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    owner = await org.add_user("top_performer", name="Tess Top")
+    peer = await org.add_user("rep", name="Pete Peer")
+    person = {"id": owner.id, "name": "Tess Top", "role": "top_performer"}
+    headers = {**owner.headers, "Idempotency-Key": "create-1"}
+    first = await client.post("/v1/clips", json=clip_body(), headers=headers)
+    assert first.status_code == 201 and first.json()["clip"]["owner"] == person
+    # A replay of the create carries the same Location.
+    replay = await client.post("/v1/clips", json=clip_body(), headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.headers["Location"] == first.headers["Location"]
+    clip_id = first.json()["clip"]["id"]
+    url = f"/v1/clips/{clip_id}"
+
+    got = (await client.get(url, headers=peer.headers)).json()
+    assert (got["owner_id"], got["owner"]) == (owner.id, person)
+    assert got["upload"] is None  # the upload is the owner's alone
+    assert (await client.get(url, headers=org.admin.headers)).json()["upload"] is None
+    patched = await client.patch(url, json={"title": "Renamed"}, headers=org.admin.headers)
+    assert patched.status_code == 200 and patched.json()["owner"] == person
+    listed = (await client.get("/v1/clips", headers=peer.headers)).json()["items"]
+    assert [(c["id"], c["owner"]) for c in listed] == [(clip_id, person)]
+
+
+async def _with_poster(app: Any, clip_id: str) -> None:
+    async with app.state.sessionmaker.begin() as session:
+        clip = await session.get(Clip, uuid.UUID(clip_id))
+        assert clip is not None and clip.media
+        media = dict(clip.media) | {"poster": "poster.jpg"}
+        await session.execute(update(Clip).where(Clip.id == clip.id).values(media=media))
+
+
+async def test_list_items_render_without_more_requests_in_flat_statements(
+    app: Any, client: httpx.AsyncClient, make_org: Any, settings: Any
+) -> None:
+    org = await make_org()
+    viewer = await org.add_user("rep")
+    owners = [await org.add_user("rep", name=f"Owner {i}") for i in range(4)]
+
+    async def page(limit: int) -> tuple[list[dict[str, Any]], list[str]]:
+        with statements_during(app) as statements:
+            r = await client.get("/v1/clips", params={"limit": limit}, headers=viewer.headers)
+        assert r.status_code == 200, r.text
+        return r.json()["items"], queries(statements)
+
+    await create_clip(client, owners[0], title="Still uploading")
+    for i in range(21):
+        clip_id = await playable_clip(app, client, owners[i % 4], title=f"Pitch {i}")
+        await _with_poster(app, clip_id)
+    before = int(time.time())
+    small, small_reads = await page(2)
+    large, large_reads = await page(20)
+    after = int(time.time())
+    assert (len(small), len(large)) == (2, 20)
+    # The caller, the page with each clip's owner, the page's view counts: whatever its size.
+    assert len(small_reads) == len(large_reads) == 3, large_reads
+
+    prefix = "http://testserver/v1/play/"
+    for item in large:
+        number = int(item["title"].split()[-1])
+        assert item["owner"]["name"] == f"Owner {number % 4}"
+        assert item["duration_ms"] == DURATION_MS
+        poster = item["poster_url"]
+        assert poster.startswith(prefix) and poster.endswith("/poster.jpg")
+        token = parse_token(poster.removeprefix(prefix).split("/")[0])
+        assert str(token.clip_id) == item["id"]
+        # Short-lived: the list's lifetime (poster_url_ttl_s), not a player's.
+        assert before + settings.poster_url_ttl_s <= token.exp <= after + settings.poster_url_ttl_s
+    # Signed: it works without Authorization (a redirect to the image).
+    assert (
+        await client.get(large[0]["poster_url"].removeprefix("http://testserver"))
+    ).status_code == 302
+    # No poster yet: null.
+    everything = (
+        await client.get("/v1/clips", params={"limit": 30}, headers=viewer.headers)
+    ).json()
+    uploading = [c for c in everything["items"] if c["title"] == "Still uploading"]
+    assert [(c["poster_url"], c["duration_ms"]) for c in uploading] == [(None, None)]
+
+    # The single clip carries the same poster.
+    got = (await client.get(f"/v1/clips/{large[0]['id']}", headers=viewer.headers)).json()
+    assert got["poster_url"].endswith("/poster.jpg") and got["owner"] == large[0]["owner"]
+
+
+async def test_source_upload_accepts_octet_stream(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    doc = (await client.get("/openapi.json")).json()
+    body = doc["paths"]["/v1/clips/{clip_id}/source"]["put"]["requestBody"]
+    assert set(body["content"]) == {"video/*", "application/octet-stream"}
+
+    org = await make_org()
+    rep = await org.add_user("rep")
+    clip_id = (await create_clip(client, rep, size_bytes=4))["clip"]["id"]
+    r = await client.put(
+        f"/v1/clips/{clip_id}/source",
+        content=b"\0\0\0\0",
+        headers={**rep.headers, "Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "processing" and r.json()["owner"]["id"] == rep.id

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from app.clips.models import Clip
 from app.exemplars.models import ExemplarEvent
+from app.exemplars.schemas import ExemplarOut
 from app.exemplars.scoring import exemplar_score
 from app.exemplars.tasks import refresh_exemplar_scores
+from app.pagination import Page
+from app.playback.signing import parse_token
 from tests.api.feedback_helpers import playable_clip, post_feedback
 from tests.conftest import task_context
 from tests.helpers.api import create_clip, exemplar_clip, mark
+from tests.helpers.sql_count import queries, statements_during
 
 
 async def links(client: httpx.AsyncClient, actor: Any, clip_id: str) -> list[dict[str, Any]]:
@@ -259,3 +265,107 @@ async def test_other_orgs_exemplars_never_appear(
     assert (await mark(client, rep, theirs)).status_code == 404
     r = await client.get(f"/v1/clips/{theirs}/exemplars", headers=rep.headers)
     assert r.status_code == 404
+
+
+async def test_manual_link_sends_its_location_and_takes_an_idempotency_key(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    rep, top, coach = (
+        await org.add_user("rep"), await org.add_user("top_performer"), await org.add_user("coach"),
+    )  # fmt: skip
+    pitch = await playable_clip(app, client, rep, stage="closing", skills=["value_roi"])
+    chosen = await exemplar_clip(app, client, top, coach)
+    other = await exemplar_clip(app, client, top, coach)
+    url = f"/v1/clips/{pitch}/exemplars"
+    location = f"{url}/{chosen}"
+
+    headers = rep.headers | {"Idempotency-Key": "link-1"}
+    first = await client.post(url, json={"exemplar_id": chosen}, headers=headers)
+    assert first.status_code == 201, first.text
+    assert first.headers["Location"] == location and "Idempotent-Replayed" not in first.headers
+    # A retry with the key: the first answer (201, same body and Location), marked replayed.
+    again = await client.post(url, json={"exemplar_id": chosen}, headers=headers)
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["Location"] == location and again.headers["Idempotent-Replayed"] == "true"
+    reused = await client.post(url, json={"exemplar_id": other}, headers=headers)
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    # Without a key, linking again is a 200 naming the same link.
+    plain = await client.post(url, json={"exemplar_id": chosen}, headers=rep.headers)
+    assert plain.status_code == 200 and plain.headers["Location"] == location
+    got = await links(client, rep, pitch)
+    assert [x["source"] for x in got].count("manual") == 1
+    # The Location is the link DELETE removes.
+    assert (await client.delete(location, headers=rep.headers)).status_code == 204
+    assert [x["source"] for x in await links(client, rep, pitch)] == ["auto", "auto"]
+
+
+async def _with_poster(app: Any, clip_id: str) -> None:
+    async with app.state.sessionmaker.begin() as session:
+        clip = await session.get(Clip, uuid.UUID(clip_id))
+        assert clip is not None and clip.media
+        media = dict(clip.media) | {"poster": "poster.jpg"}
+        await session.execute(update(Clip).where(Clip.id == clip.id).values(media=media))
+
+
+async def test_library_items_carry_a_short_lived_poster_and_the_duration(
+    app: Any, client: httpx.AsyncClient, make_org: Any, settings: Any
+) -> None:
+    org = await make_org()
+    top, coach, rep = (
+        await org.add_user("top_performer"), await org.add_user("coach"), await org.add_user("rep"),
+    )  # fmt: skip
+    with_poster = await exemplar_clip(app, client, top, coach, title="With poster")
+    await exemplar_clip(app, client, top, coach, title="Without poster")
+    await _with_poster(app, with_poster)
+    assert settings.poster_url_ttl_s < settings.playback_ttl_s
+
+    before = int(time.time())
+    r = await client.get("/v1/exemplars", headers=rep.headers)
+    after = int(time.time())
+    assert r.status_code == 200, r.text
+    Page[ExemplarOut].model_validate(r.json())
+    items = {i["clip"]["title"]: i["clip"] for i in r.json()["items"]}
+    assert items["Without poster"]["poster_url"] is None
+    assert {c["duration_ms"] for c in items.values()} == {10_000}
+    poster = items["With poster"]["poster_url"]
+    prefix = "http://testserver/v1/play/"
+    assert poster.startswith(prefix) and poster.endswith("/poster.jpg")
+    token = parse_token(poster.removeprefix(prefix).split("/")[0])
+    assert str(token.clip_id) == with_poster
+    # The list's lifetime (poster_url_ttl_s), not a player's (playback_ttl_s).
+    assert before + settings.poster_url_ttl_s <= token.exp <= after + settings.poster_url_ttl_s
+    # It works without Authorization: a redirect to the image.
+    assert (await client.get(poster.removeprefix("http://testserver"))).status_code == 302
+    # The clip's links carry the same kind of poster.
+    pitch = await playable_clip(app, client, rep, stage="closing", skills=["value_roi"])
+    linked = {x["exemplar"]["clip"]["id"]: x for x in await links(client, rep, pitch)}
+    linked_poster = linked[with_poster]["exemplar"]["clip"]["poster_url"]
+    exp = parse_token(linked_poster.removeprefix(prefix).split("/")[0]).exp
+    assert exp <= int(time.time()) + settings.poster_url_ttl_s
+
+
+async def test_library_statement_count_stays_flat(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    coach, rep = await org.add_user("coach"), await org.add_user("rep")
+    owners = [await org.add_user("top_performer") for _ in range(4)]
+
+    async def library_reads() -> tuple[int, list[str]]:
+        with statements_during(app) as statements:
+            r = await client.get("/v1/exemplars", params={"limit": 50}, headers=rep.headers)
+        assert r.status_code == 200, r.text
+        assert all(i["clip"]["poster_url"] for i in r.json()["items"])
+        return len(r.json()["items"]), queries(statements)
+
+    for i in range(20):
+        clip_id = await exemplar_clip(app, client, owners[i % 4], coach, title=f"Close {i}")
+        await _with_poster(app, clip_id)
+        if i == 1:
+            small, small_reads = await library_reads()
+    large, large_reads = await library_reads()
+    assert (small, large) == (2, 20)
+    # The caller, then the page with each exemplar's clip and owner: whatever its size.
+    assert len(small_reads) == len(large_reads) == 2, large_reads

@@ -8,6 +8,7 @@ import httpx
 
 from tests.api.feedback_helpers import playable_clip, post_feedback
 from tests.helpers.api import request_review
+from tests.helpers.sql_count import queries, statements_during
 
 
 async def _inbox(client: httpx.AsyncClient, actor: Any, **params: Any) -> list[tuple[str, str]]:
@@ -126,3 +127,31 @@ async def test_listing_and_marking_read(app: Any, client: httpx.AsyncClient, mak
         assert r.status_code == 422, bad
     r = await client.post("/v1/notifications/read", json={"all": True}, headers=owner.headers)
     assert r.json() == {"marked": 2, "unread_count": 0}
+
+
+async def test_unread_count_is_the_callers_in_one_query(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org, other = await make_org(), await make_org("Globex")
+    owner, peer = await org.add_user("rep"), await org.add_user("rep")
+    clip_id = await playable_clip(app, client, owner)
+    url = "/v1/notifications/unread-count"
+
+    assert (await client.get(url, headers=owner.headers)).json() == {"unread": 0}
+    for i in range(3):
+        await post_feedback(client, peer, clip_id, body=f"note {i}")
+    with statements_during(app) as statements:
+        r = await client.get(url, headers=owner.headers)
+    assert r.status_code == 200 and r.json() == {"unread": 3}
+    assert len(queries(statements)) == 2, statements  # the caller, then the count
+    # Only the caller's: the author and another org have none.
+    assert (await client.get(url, headers=peer.headers)).json() == {"unread": 0}
+    assert (await client.get(url, headers=other.admin.headers)).json() == {"unread": 0}
+
+    newest = (await client.get("/v1/notifications", headers=owner.headers)).json()["items"][0]
+    await client.post("/v1/notifications/read", json={"ids": [newest["id"]]}, headers=owner.headers)
+    assert (await client.get(url, headers=owner.headers)).json() == {"unread": 2}
+    await client.post("/v1/notifications/read", json={"all": True}, headers=owner.headers)
+    assert (await client.get(url, headers=owner.headers)).json() == {"unread": 0}
+    r = await client.get(url)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"

@@ -198,3 +198,56 @@ async def test_skill_profile_numbers_for_a_known_data_set(
     assert (await client.get(f"/v1/users/{rep.id}/skills", headers=peer.headers)).status_code == 403
     r = await client.get(f"/v1/users/{rep.id}/skills", headers=other.admin.headers)
     assert r.status_code == 404
+
+
+async def test_review_request_location_and_idempotency_key(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    owner, reviewer, second = [await org.add_user("rep") for _ in range(3)]
+    clip_id = await playable_clip(app, client, owner)
+    url = f"/v1/clips/{clip_id}/review-requests"
+
+    r = await request_review(client, owner, clip_id, second)
+    assert r.status_code == 201 and r.headers["Location"] == f"/v1/review-requests/{r.json()['id']}"
+    located = await client.get(r.headers["Location"], headers=owner.headers)
+    assert located.status_code == 200 and located.json() == r.json()
+
+    headers = owner.headers | {"Idempotency-Key": "ask-tom"}
+    body = {"reviewer_id": reviewer.id, "message": "Before Thursday"}
+    first = await client.post(url, json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    # A retry (a lost response on a phone): the first answer again, nothing asked twice
+    # (without the key it would be 409 review_already_requested).
+    again = await client.post(url, json=body, headers=headers)
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert (
+        again.headers["Location"]
+        == first.headers["Location"]
+        == (f"/v1/review-requests/{first.json()['id']}")
+    )
+    changed = await client.post(url, json=body | {"message": "other"}, headers=headers)
+    assert changed.status_code == 422
+    assert changed.json()["error"]["code"] == "idempotency_key_reused"
+    r = await client.post(url, json=body, headers=owner.headers)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "review_already_requested"
+    assert [x["id"] for x in await _box(client, reviewer)] == [first.json()["id"]]
+    notes = (await client.get("/v1/notifications", headers=reviewer.headers)).json()["items"]
+    assert [n["kind"] for n in notes] == ["review_requested"]
+
+    # An explicit null where a value is required: 422 with the envelope, never a 500.
+    for bad in ({"reviewer_id": None}, {"reviewer_id": second.id, "message": None}):
+        r = await client.post(url, json=bad, headers=owner.headers)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", bad
+    answer = f"/v1/review-requests/{first.json()['id']}"
+    for path, bad in (
+        ("complete", {"scores": None}),
+        ("complete", {"summary": None}),
+        ("complete", {"scores": {"value_roi": None}}),
+        ("decline", {"reason": None}),
+    ):
+        r = await client.post(f"{answer}/{path}", json=bad, headers=reviewer.headers)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", bad
+    assert (await client.get(answer, headers=reviewer.headers)).json()["status"] == "pending"

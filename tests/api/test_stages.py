@@ -83,3 +83,50 @@ async def test_stage_errors(client: httpx.AsyncClient, make_org: Any) -> None:
     assert r.status_code == 422
     r = await client.patch("/v1/stages/nope", json={"name": "X"}, headers=org.admin.headers)
     assert r.status_code == 404
+
+
+async def test_create_stage_sends_location_and_honours_idempotency_key(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    body = {"key": "renewal", "name": "Renewal", "skills": [{"key": "upsell", "name": "Upsell"}]}
+    headers = {**org.admin.headers, "Idempotency-Key": "stage-renewal"}
+    r = await client.post("/v1/stages", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == "/v1/stages/renewal"
+    assert "idempotent-replayed" not in r.headers
+    got = await client.get(r.headers["location"], headers=org.admin.headers)
+    assert got.status_code == 200
+    assert got.json() == r.json()
+
+    replay = await client.post("/v1/stages", json=body, headers=headers)
+    assert replay.status_code == 201
+    assert replay.json() == r.json()
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.headers["location"] == "/v1/stages/renewal"
+    keys = [s["key"] for s in (await client.get("/v1/stages", headers=org.admin.headers)).json()]
+    assert keys.count("renewal") == 1
+
+    r = await client.post("/v1/stages", json={**body, "name": "Other"}, headers=headers)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "idempotency_key_reused"
+    r = await client.post("/v1/stages", json=body, headers=org.admin.headers)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "stage_exists"
+
+
+async def test_get_one_stage(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    other = await make_org("Other")
+    rep = await org.add_user("rep")
+    await client.post(
+        "/v1/stages", json={"key": "renewal", "name": "Renewal"}, headers=other.admin.headers
+    )
+    r = await client.get("/v1/stages/closing", headers=rep.headers)
+    assert r.status_code == 200
+    assert r.json()["key"] == "closing"
+    assert r.json()["skills"][0]["key"] == "value_roi"
+    # Another org's stage is not found.
+    r = await client.get("/v1/stages/renewal", headers=rep.headers)
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from app.db import utcnow
 from app.jobs.models import Job
+from app.uploads.models import Upload
 from tests.helpers.api import clip_body, source_key
 
 PART = 64 * 1024  # tiny parts: PEERPITCH_UPLOAD_PART_SIZE may go below S3's 5 MiB in tests
@@ -132,18 +136,21 @@ async def test_interrupted_upload_resumes_and_completes(
     etags |= await uploader.send(upload["id"], data, [2, 3], PART)
 
     assert await _transcode_jobs(app, clip_id) == []
-    r = await uploader.complete(upload["id"], etags)
-    assert r.status_code == 202, r.text
-    assert r.json()["status"] == "processing"
+    first = await uploader.complete(upload["id"], etags)
+    assert first.status_code == 202, first.text
+    assert first.json()["status"] == "processing"
     assert len(await _transcode_jobs(app, clip_id)) == 1
 
     stored = app.state.storage
     key = f"orgs/{uploader.actor.org_id}/clips/{clip_id}/source"
     assert await stored.sha256(key) == hashlib.sha256(data).hexdigest()
 
-    # Completing twice is a conflict, and the upload reports completion.
-    r = await uploader.complete(upload["id"], etags)
-    assert r.status_code == 409
+    # Completing again (the app never got the first answer) answers as the first time and
+    # changes nothing; the upload reports completion.
+    again = await uploader.complete(upload["id"], etags)
+    assert again.status_code == 202, again.text
+    assert again.json() == first.json()
+    assert len(await _transcode_jobs(app, clip_id)) == 1
     r = await client.get(f"/v1/uploads/{upload['id']}", headers=uploader.actor.headers)
     assert r.json()["status"] == "completed"
 
@@ -369,3 +376,176 @@ async def test_put_source_rejects_wrong_size_and_checksum(
     assert await _stored_keys(request, app, prefix) == []  # nothing half-written
     assert await _transcode_jobs(app, clip_id) == []
     assert (await client.put(url, content=data, headers=h)).status_code == 202
+
+
+async def _restart(
+    client: httpx.AsyncClient, actor: Any, clip_id: str, **body: Any
+) -> httpx.Response:
+    headers = {**actor.headers, **body.pop("headers", {})}
+    return await client.post(f"/v1/clips/{clip_id}/upload", json=body, headers=headers)
+
+
+async def test_an_aborted_upload_restarts_and_completes(
+    app: Any, client: httpx.AsyncClient, uploader: Uploader
+) -> None:
+    data = os.urandom(PART + 1)
+    digest = hashlib.sha256(data).hexdigest()
+    created = (
+        await client.post("/v1/clips", json=clip_body(size_bytes=3), headers=uploader.actor.headers)
+    ).json()
+    old_id, clip_id = created["upload"]["id"], created["clip"]["id"]
+    assert (
+        await client.delete(f"/v1/uploads/{old_id}", headers=uploader.actor.headers)
+    ).status_code == 204
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=uploader.actor.headers)).json()
+    assert (clip["status"], clip["error"]["code"], clip["upload"]) == (
+        "failed",
+        "upload_aborted",
+        None,
+    )
+
+    # A new upload of the right file (another size and a checksum this time), retried once.
+    retry = {"headers": {"Idempotency-Key": "restart-1"}}
+    r = await _restart(
+        client, uploader.actor, clip_id, size_bytes=len(data), sha256=digest, **retry
+    )
+    assert r.status_code == 201, r.text
+    upload = r.json()
+    assert set(upload) == {"id", "part_size", "part_count", "expires_at"}
+    assert (upload["part_size"], upload["part_count"]) == (PART, 2) and upload["id"] != old_id
+    assert r.headers["Location"] == f"/v1/uploads/{upload['id']}"
+    retry = {"headers": {"Idempotency-Key": "restart-1"}}
+    again = await _restart(
+        client, uploader.actor, clip_id, size_bytes=len(data), sha256=digest, **retry
+    )
+    assert again.status_code == 201 and again.json() == upload
+    assert again.headers["Location"] == r.headers["Location"]
+    assert again.headers["idempotent-replayed"] == "true"
+
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=uploader.actor.headers)).json()
+    assert (clip["status"], clip["error"], clip["size_bytes"]) == (
+        "awaiting_upload",
+        None,
+        len(data),
+    )
+    assert clip["upload"] == upload | {"status": "active"}
+    old = (await client.get(f"/v1/uploads/{old_id}", headers=uploader.actor.headers)).json()
+    assert old["status"] == "aborted"
+
+    etags = await uploader.send(upload["id"], data, [1, 2], PART)
+    done = await uploader.complete(upload["id"], etags)
+    assert done.status_code == 202, done.text
+    assert done.json()["status"] == "processing" and done.json()["upload"] is None
+    assert await app.state.storage.sha256(await source_key(app, clip_id)) == digest
+    assert len(await _transcode_jobs(app, clip_id)) == 1
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=uploader.actor.headers)).json()
+    assert clip["upload"] is None
+
+    # The source is in: no new upload, whatever the key.
+    r = await _restart(client, uploader.actor, clip_id, size_bytes=len(data))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "already_uploaded"
+
+
+async def test_an_upload_past_its_deadline_is_replaced(
+    app: Any, client: httpx.AsyncClient, uploader: Uploader
+) -> None:
+    created = (
+        await client.post(
+            "/v1/clips", json=clip_body(size_bytes=10), headers=uploader.actor.headers
+        )
+    ).json()
+    old_id, clip_id = created["upload"]["id"], created["clip"]["id"]
+    # Still open: resume it, or abort it first.
+    r = await _restart(client, uploader.actor, clip_id, size_bytes=10)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "upload_in_progress"
+    assert r.json()["error"]["details"] == {"upload_id": old_id}
+
+    # Its deadline passed before the expiry task ran: the clip still awaits it.
+    async with app.state.sessionmaker.begin() as session:
+        await session.execute(
+            update(Upload)
+            .where(Upload.id == uuid.UUID(old_id))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=uploader.actor.headers)).json()
+    assert clip["status"] == "awaiting_upload"
+    assert (clip["upload"]["id"], clip["upload"]["status"]) == (old_id, "expired")
+
+    r = await _restart(
+        client,
+        uploader.actor,
+        clip_id,
+        size_bytes=10,
+        filename="take2.mov",
+        content_type="video/quicktime",
+    )
+    assert r.status_code == 201, r.text
+    new_id = r.json()["id"]
+    old = (await client.get(f"/v1/uploads/{old_id}", headers=uploader.actor.headers)).json()
+    assert old["status"] == "expired"
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=uploader.actor.headers)).json()
+    assert (clip["filename"], clip["content_type"]) == ("take2.mov", "video/quicktime")
+    assert (clip["upload"]["id"], clip["upload"]["status"]) == (new_id, "active")
+    etags = await uploader.send(new_id, b"0123456789", [1], PART)
+    assert (await uploader.complete(new_id, etags)).status_code == 202
+
+
+async def test_who_may_restart_an_upload_and_with_what(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    owner, coach = await org.add_user("rep"), await org.add_user("coach")
+    created = (
+        await client.post("/v1/clips", json=clip_body(size_bytes=10), headers=owner.headers)
+    ).json()
+    clip_id = created["clip"]["id"]
+    r = await client.delete(f"/v1/uploads/{created['upload']['id']}", headers=owner.headers)
+    assert r.status_code == 204
+
+    # Only the owner uploads: the clip's other viewers may not; another org does not see it.
+    for viewer in (coach, org.admin):
+        r = await _restart(client, viewer, clip_id, size_bytes=10)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    other = (await make_org("Elsewhere")).admin
+    assert (await _restart(client, other, clip_id, size_bytes=10)).status_code == 404
+    assert (await _restart(client, owner, str(uuid.uuid4()), size_bytes=10)).status_code == 404
+    for bad in (
+        {},
+        {"size_bytes": 0},
+        {"size_bytes": 10, "sha256": "nope"},
+        {"size_bytes": 10, "content_type": "image/png"},
+        {"size_bytes": 10, "title": "x"},
+    ):
+        r = await _restart(client, owner, clip_id, **bad)
+        assert r.status_code == 422, bad
+        assert r.json()["error"]["code"] == "validation_error"
+    r = await _restart(client, owner, clip_id, size_bytes=9 * 1024**3)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "file_too_large"
+    # The refusals changed nothing.
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=owner.headers)).json()
+    assert (clip["status"], clip["error"]["code"]) == ("failed", "upload_aborted")
+    assert (await _restart(client, owner, clip_id, size_bytes=10)).status_code == 201
+
+
+async def test_concurrent_restarts_start_one_upload(
+    client: httpx.AsyncClient, uploader: Uploader
+) -> None:
+    owner = uploader.actor
+    created = (
+        await client.post("/v1/clips", json=clip_body(size_bytes=10), headers=owner.headers)
+    ).json()
+    clip_id = created["clip"]["id"]
+    r = await client.delete(f"/v1/uploads/{created['upload']['id']}", headers=owner.headers)
+    assert r.status_code == 204
+
+    answers = await asyncio.gather(
+        *(_restart(client, owner, clip_id, size_bytes=10) for _ in range(3))
+    )
+    codes = sorted(
+        (a.status_code, a.json()["error"]["code"] if a.status_code != 201 else "") for a in answers
+    )
+    assert codes == [(201, ""), (409, "upload_in_progress"), (409, "upload_in_progress")]
+    started = next(a.json()["id"] for a in answers if a.status_code == 201)
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=owner.headers)).json()
+    assert clip["upload"]["id"] == started

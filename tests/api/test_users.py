@@ -182,3 +182,116 @@ async def test_orgs_made_with_the_cli_are_isolated(
     assert r.json()["error"]["code"] == "not_found"
     listed = (await client.get("/v1/users", headers=b_headers)).json()["items"]
     assert a_ids["admin_id"] not in {u["id"] for u in listed}
+
+
+async def test_create_user_sends_location_and_honours_idempotency_key(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    body = {"email": "idem@example.com", "name": "Idem", "role": "rep", "password": PASSWORD}
+    headers = {**org.admin.headers, "Idempotency-Key": "create-idem-1"}
+    r = await client.post("/v1/users", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == f"/v1/users/{r.json()['id']}"
+    assert "idempotent-replayed" not in r.headers
+    assert (await client.get(r.headers["location"], headers=org.admin.headers)).json() == r.json()
+
+    replay = await client.post("/v1/users", json=body, headers=headers)
+    assert replay.status_code == 201
+    assert replay.json() == r.json()
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.headers["location"] == r.headers["location"]
+    listed = (await client.get("/v1/users", headers=org.admin.headers)).json()["items"]
+    assert len(listed) == 2  # the admin and one new user
+
+    # The same key with another request (even only another password) is refused.
+    other = {**body, "password": PASSWORD + "-other"}
+    r = await client.post("/v1/users", json=other, headers=headers)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "idempotency_key_reused"
+    # Without a key, a retry is a new request: the email is taken.
+    r = await client.post("/v1/users", json=body, headers=org.admin.headers)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "email_taken"
+
+
+async def test_user_changes_own_name_and_password(client: httpx.AsyncClient, make_org: Any) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep", name="Rep")
+    other_login = (
+        await client.post("/v1/auth/token", json={"email": rep.email, "password": PASSWORD})
+    ).json()
+
+    r = await client.patch("/v1/me", json={"name": "  Renamed Rep "}, headers=rep.headers)
+    assert r.status_code == 200, r.text
+    assert r.json() == (await client.get("/v1/me", headers=rep.headers)).json()
+    assert r.json()["name"] == "Renamed Rep"
+
+    new_password = "a-brand-new-secret"
+    r = await client.patch(
+        "/v1/me",
+        json={"password": new_password, "current_password": PASSWORD},
+        headers=rep.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == "Renamed Rep"
+    login = {"email": rep.email, "password": new_password}
+    assert (await client.post("/v1/auth/token", json=login)).status_code == 200
+    old = {"email": rep.email, "password": PASSWORD}
+    assert (await client.post("/v1/auth/token", json=old)).status_code == 401
+
+    # Every other login of the user ended; the caller's own goes on.
+    r = await client.post("/v1/auth/refresh", json={"refresh_token": other_login["refresh_token"]})
+    assert r.status_code == 401
+    r = await client.post("/v1/auth/refresh", json={"refresh_token": rep.refresh_token})
+    assert r.status_code == 200
+    assert (await client.get("/v1/me", headers=rep.headers)).status_code == 200
+
+
+async def test_password_change_needs_the_current_password(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep", name="Rep")
+    new_password = "a-brand-new-secret"
+
+    r = await client.patch("/v1/me", json={"password": new_password}, headers=rep.headers)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "current_password_required"
+
+    r = await client.patch(
+        "/v1/me",
+        json={"name": "Changed", "password": new_password, "current_password": "wrong-one"},
+        headers=rep.headers,
+    )
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "current_password_invalid"
+    # Nothing of the refused request was applied.
+    assert (await client.get("/v1/me", headers=rep.headers)).json()["name"] == "Rep"
+    login = {"email": rep.email, "password": PASSWORD}
+    assert (await client.post("/v1/auth/token", json=login)).status_code == 200
+
+    # The new password follows the rules of user creation.
+    r = await client.patch(
+        "/v1/me", json={"password": "short", "current_password": PASSWORD}, headers=rep.headers
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "validation_error"
+
+
+async def test_wrong_current_passwords_are_throttled(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    body = {"password": "a-brand-new-secret", "current_password": "wrong"}
+    for _ in range(5):
+        r = await client.patch("/v1/me", json=body, headers=rep.headers)
+        assert r.status_code == 403
+    # Throttled now, even with the right current password.
+    r = await client.patch(
+        "/v1/me", json={**body, "current_password": PASSWORD}, headers=rep.headers
+    )
+    assert r.status_code == 429
+    assert r.json()["error"]["code"] == "login_throttled"
+    assert "retry-after" in r.headers

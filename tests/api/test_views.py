@@ -3,12 +3,17 @@ who may list viewers, and the caller's history."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import event
+from sqlalchemy import event, update
 
+from app.clips.models import Clip
+from app.playback.signing import parse_token
 from tests.helpers.api import DURATION_MS, create_clip, playable_clip
+from tests.helpers.sql_count import queries, statements_during
 
 
 async def report(
@@ -173,3 +178,55 @@ async def test_history_newest_first_and_hides_gone_clips(
     r = await client.get("/v1/me/history", headers=rep.headers)
     assert [i["clip"]["id"] for i in r.json()["items"]] == [clips[2]]
     assert (await client.get("/v1/me/history", headers=owner.headers)).json()["items"] == []
+
+
+async def test_history_items_render_without_more_requests_in_flat_statements(
+    app: Any, client: httpx.AsyncClient, make_org: Any, settings: Any
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    owners = [await org.add_user("top_performer", name=f"Owner {i}") for i in range(4)]
+
+    async def history(limit: int) -> tuple[list[dict[str, Any]], list[str]]:
+        with statements_during(app) as statements:
+            r = await client.get("/v1/me/history", params={"limit": limit}, headers=rep.headers)
+        assert r.status_code == 200, r.text
+        return r.json()["items"], queries(statements)
+
+    for i in range(21):
+        clip_id = await playable_clip(app, client, owners[i % 4], title=f"Pitch {i}")
+        if i % 2 == 0:
+            await _with_poster(app, clip_id)
+        assert (await report(client, rep, clip_id, position_ms=i, watched_ms=i)).status_code == 200
+    before = int(time.time())
+    small, small_reads = await history(2)
+    large, large_reads = await history(20)
+    after = int(time.time())
+    assert (len(small), len(large)) == (2, 20)
+    # The caller, the page with each clip and its owner, the page's view counts.
+    assert len(small_reads) == len(large_reads) == 3, large_reads
+
+    prefix = "http://testserver/v1/play/"
+    for item in large:
+        clip, number = item["clip"], int(item["clip"]["title"].split()[-1])
+        assert item["progress"]["position_ms"] == number
+        assert clip["owner"] == {
+            "id": owners[number % 4].id, "name": f"Owner {number % 4}", "role": "top_performer",
+        }  # fmt: skip
+        assert clip["duration_ms"] == DURATION_MS
+        if number % 2:
+            assert clip["poster_url"] is None
+            continue
+        token = parse_token(clip["poster_url"].removeprefix(prefix).split("/")[0])
+        assert str(token.clip_id) == clip["id"]
+        assert before + settings.poster_url_ttl_s <= token.exp <= after + settings.poster_url_ttl_s
+    with_poster = next(i["clip"]["poster_url"] for i in large if i["clip"]["poster_url"])
+    assert (await client.get(with_poster.removeprefix("http://testserver"))).status_code == 302
+
+
+async def _with_poster(app: Any, clip_id: str) -> None:
+    async with app.state.sessionmaker.begin() as session:
+        clip = await session.get(Clip, uuid.UUID(clip_id))
+        assert clip is not None and clip.media
+        media = dict(clip.media) | {"poster": "poster.jpg"}
+        await session.execute(update(Clip).where(Clip.id == clip.id).values(media=media))

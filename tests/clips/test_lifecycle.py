@@ -7,13 +7,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.clips import lifecycle
 from app.clips.models import Clip, ClipStatus
 from app.errors import Conflict
 from app.jobs.kinds import TRANSCODE_CLIP
 from app.jobs.models import Job
+from app.uploads.models import Upload, UploadStatus
 from tests.helpers.api import create_clip
 
 S = ClipStatus
@@ -22,7 +23,9 @@ S = ClipStatus
 def test_every_status_has_a_row_and_end_states_lead_nowhere() -> None:
     assert set(lifecycle.TRANSITIONS) == set(ClipStatus)
     assert lifecycle.TRANSITIONS[S.ready] == frozenset()
-    assert lifecycle.TRANSITIONS[S.failed] == frozenset()
+    # Failed leads only back to awaiting a new upload (guarded: only when the upload ended).
+    assert lifecycle.TRANSITIONS[S.failed] == {S.awaiting_upload}
+    assert lifecycle.sources_of(S.awaiting_upload) == {S.awaiting_upload, S.failed}
     assert lifecycle.sources_of(S.processing) == {S.awaiting_upload}
     assert lifecycle.sources_of(S.ready) == {S.processing, S.viewable}
     assert S.ready not in lifecycle.sources_of(S.failed)
@@ -39,6 +42,12 @@ async def _status(app: Any, clip_id: uuid.UUID) -> ClipStatus:
         status = await session.scalar(select(Clip.status).where(Clip.id == clip_id))
     assert status is not None
     return status
+
+
+async def _end_uploads(session: Any, clip_id: uuid.UUID) -> None:
+    await session.execute(
+        update(Upload).where(Upload.clip_id == clip_id).values(status=UploadStatus.expired)
+    )
 
 
 async def test_an_illegal_transition_raises(
@@ -79,6 +88,9 @@ async def test_no_transition_leaves_an_end_state_or_touches_a_deleted_clip(
         # Not encoding yet: publishing and failing the transcode do nothing.
         assert not await lifecycle.publish(session, clip_id, S.ready, {}, settings)
         assert await lifecycle.processing_failed(session, [clip_id], "x", "y") == []
+        # Its upload is still open: the clip does not fail for an upload that ended.
+        assert not await lifecycle.upload_ended(session, clip_id, "upload_expired", "late")
+        await _end_uploads(session, clip_id)
         assert await lifecycle.upload_ended(session, clip_id, "upload_expired", "late")
         # Failed is final.
         assert not await lifecycle.upload_ended(session, clip_id, "upload_aborted", "again")
@@ -91,3 +103,36 @@ async def test_no_transition_leaves_an_end_state_or_touches_a_deleted_clip(
         await lifecycle.delete(session, clip)
         assert not await lifecycle.upload_ended(session, other, "upload_expired", "late")
     assert await _status(app, other) == S.awaiting_upload
+
+
+async def test_only_a_clip_whose_upload_ended_may_await_a_new_one(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    ended, encoded, deleted = [await _clip(app, client, make_org) for _ in range(3)]
+    async with app.state.sessionmaker.begin() as session:
+        with pytest.raises(lifecycle.IllegalTransition):  # not an upload's end
+            await lifecycle.upload_ended(session, ended, "transcode_failed", "no")
+        for clip_id in (ended, deleted):
+            await _end_uploads(session, clip_id)
+            assert await lifecycle.upload_ended(session, clip_id, "upload_aborted", "aborted")
+        clip = await session.get(Clip, encoded)
+        assert clip is not None
+        await lifecycle.upload_completed(session, clip)
+        assert await lifecycle.processing_failed(session, [encoded], "transcode_failed", "bad")
+        gone = await session.get(Clip, deleted)
+        assert gone is not None
+        await lifecycle.delete(session, gone)
+
+    async with app.state.sessionmaker.begin() as session:
+        for clip_id in (encoded, deleted):
+            clip = await session.get(Clip, clip_id)
+            assert clip is not None
+            assert not await lifecycle.upload_restarted(session, clip)
+        clip = await session.get(Clip, ended)
+        assert clip is not None
+        assert await lifecycle.upload_restarted(session, clip)
+        # The loaded object follows the row: awaiting again, the upload's error cleared.
+        assert (clip.status, clip.error_code, clip.error_message) == (S.awaiting_upload, None, None)
+    assert await _status(app, ended) == S.awaiting_upload
+    assert await _status(app, encoded) == S.failed
+    assert await _status(app, deleted) == S.failed

@@ -1,6 +1,7 @@
 """Real HLS clients (ffmpeg, ffprobe) play signed playback URLs over HTTP, on local storage
-and on S3; every URL in a served playlist is absolute, signed and fetchable; tampered,
-expired, cross-clip and deleted-clip URLs stop working."""
+and on S3; every URL in a served playlist is absolute and fetchable (segments through a
+redirect minted per fetch, so a paused player resumes after any pause); tampered, expired,
+cross-clip and deleted-clip URLs stop working."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -21,6 +24,7 @@ from app.clips.models import Clip
 from app.db import make_engine
 from app.playback import signing
 from tests.conftest import TEST_SECRET
+from tests.helpers.waiting import eventually_sync
 from tests.media.conftest import Clips
 from tests.playback.conftest import Live, User
 
@@ -86,6 +90,30 @@ def assert_forbidden(r: httpx.Response, code: str = "invalid_signature") -> None
     assert r.json()["error"]["code"] == code
 
 
+def redirect_target(live: Live, url: str) -> str:
+    """Where a segment URL redirects now (checked: a 302 the player may not cache for long)."""
+    sent = time.time()
+    r = live.http.get(url)
+    assert r.status_code == 302, (url, r.status_code, r.text)
+    assert re.fullmatch(r"private, max-age=\d+", r.headers["cache-control"]), r.headers
+    max_age = int(r.headers["cache-control"].split("=")[1])
+    target = r.headers["location"]
+    # Never cached past its target's life (which began after `sent`).
+    assert max_age <= target_expiry(target) - sent, (max_age, target)
+    return target
+
+
+def target_expiry(url: str) -> float:
+    """When a redirect's target stops working: its signed `exp` (local `/v1/media/...`), or
+    X-Amz-Date + X-Amz-Expires of a presigned GET (S3 refuses it after that; moto does not
+    check, so the tests read it here)."""
+    query = parse_qs(urlsplit(url).query)
+    if "X-Amz-Date" in query:
+        signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return signed.timestamp() + int(query["X-Amz-Expires"][0])
+    return float(query["exp"][0])
+
+
 def test_ffmpeg_plays_every_variant_and_the_mp4(live: Live, played: Played) -> None:
     urls = playback(live, played.rep, played.a["id"])
     expected_ms = played.a["duration_ms"]
@@ -133,15 +161,20 @@ def test_every_url_in_every_playlist_is_absolute_signed_and_fetchable(
         assert variant.startswith(live.base_url + "/v1/play/") and variant.endswith(".m3u8")
         v = live.http.get(variant)
         assert v.status_code == 200, v.text
+        # Nothing inside expires before the token: cacheable for the token's remaining life.
         max_age = int(v.headers["cache-control"].split("=")[1])
-        if live.settings.storage == "s3":
-            assert 0 < max_age <= 900
+        assert live.settings.playback_ttl_s - 60 < max_age <= live.settings.playback_ttl_s
         uris = lines_with_uris(v.text)
-        assert any(u.split("?")[0].endswith("init.mp4") for u in uris)
-        assert sum(u.split("?")[0].endswith(".m4s") for u in uris) >= 1
+        assert any(u.endswith("/init.mp4") for u in uris)
+        assert sum(u.endswith(".m4s") for u in uris) >= 1
+        rendition_root = variant.rsplit("/", 1)[0] + "/"
         for uri in uris:
-            assert uri.startswith("http://") and signed_marker in uri, uri
-            got = httpx.get(uri)
+            # Under the same token, nothing signed in the playlist itself: each fetch of a
+            # segment URL answers 302 to a URL minted then.
+            assert uri.startswith(rendition_root) and "?" not in uri, uri
+            target = redirect_target(live, uri)
+            assert target.startswith("http://") and signed_marker in target, target
+            got = httpx.get(target)
             assert got.status_code == 200, (uri, got.text)
             assert got.content
 
@@ -186,11 +219,17 @@ def test_tampered_expired_and_cross_clip_tokens_are_403(live: Live, played: Play
     b_hex = uuid.UUID(played.b["id"]).hex
     assert_forbidden(live.http.get(f"/v1/play/{b_hex}-{exp}-{sig}/master.m3u8"))
 
+    # Segment URLs: the same token check.
+    variant = lines_with_uris(live.http.get(urls["hls_url"]).text)[0]
+    segment = lines_with_uris(live.http.get(variant).text)[-1]
+    name = segment.split(f"/v1/play/{token}/")[1]
+    flipped = sig[:-1] + ("A" if sig[-1] != "A" else "B")
+    assert_forbidden(live.http.get(f"/v1/play/{clip_hex}-{exp}-{flipped}/{name}"))
+    assert_forbidden(live.http.get(f"/v1/play/{old}/{name}"), "expired_signature")
+    assert_forbidden(live.http.get(f"/v1/play/{b_hex}-{exp}-{sig}/{name}"))
     if live.settings.storage == "local":
-        # The segment URLs' own signatures.
-        variant = lines_with_uris(live.http.get(urls["hls_url"]).text)[0]
-        segment = lines_with_uris(live.http.get(variant).text)[-1]
-        head, _, sig_value = segment.rpartition("sig=")
+        # The redirect target's own signature.
+        head, _, sig_value = redirect_target(live, segment).rpartition("sig=")
         flipped = ("0" if sig_value[0] != "0" else "1") + sig_value[1:]
         assert_forbidden(httpx.get(head + "sig=" + flipped))
 
@@ -250,9 +289,85 @@ def test_deleting_the_clip_stops_its_urls_at_once(live: Live, played: Played) ->
     master = live.http.get(urls["hls_url"])
     assert master.status_code == 200
     variant = lines_with_uris(master.text)[0]
+    # A player holding the playlist (paused, say): its segment URLs work until the delete.
+    segments = lines_with_uris(live.http.get(variant).text)
+    assert len(segments) >= 2
+    for url in segments:
+        assert httpx.get(redirect_target(live, url)).status_code == 200
     r = live.http.delete(f"/v1/clips/{played.b['id']}", headers=played.rep.headers)
     assert r.status_code == 204
-    for url in (urls["hls_url"], variant, urls["storyboard_url"], urls["mp4_url"]):
+    # At once: no purge job to wait for, every request checks the clip.
+    for url in (urls["hls_url"], variant, urls["storyboard_url"], urls["mp4_url"], *segments):
         gone = live.http.get(url)
         assert gone.status_code in (403, 404), (url, gone.status_code)
         assert "error" in gone.json()
+
+
+def test_a_paused_player_resumes_after_the_redirect_targets_expired(
+    live: Live, played: Played, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short target lifetime stands in for a long pause (the server reads its settings per
+    # request); the token itself lives PEERPITCH_PLAYBACK_TTL_S (6 h).
+    monkeypatch.setattr(live.settings, "playback_segment_url_ttl_s", 2)
+    urls = playback(live, played.rep, played.a["id"])
+    variant = lines_with_uris(live.http.get(urls["hls_url"]).text)[0]
+    playlist = live.http.get(variant)  # what the player holds while it is paused
+    assert playlist.status_code == 200
+    max_age = int(playlist.headers["cache-control"].split("=")[1])
+    assert max_age > 3600  # the playlist outlives any target: it signs nothing itself
+    init, first, *_ = lines_with_uris(playlist.text)
+    assert init.endswith("/init.mp4") and first.endswith(".m4s")
+
+    before: dict[str, tuple[str, bytes]] = {}
+    for url in (init, first):
+        target = redirect_target(live, url)
+        assert target_expiry(target) - time.time() <= 3  # 2 s, from the next whole second
+        got = httpx.get(target)
+        assert got.status_code == 200 and got.content
+        before[url] = (target, got.content)
+
+    # The pause. botocore presigns with the wall clock, so only time passing expires what
+    # the player got before it: wait out the 2 s targets (a poll of the clock, no event).
+    last = max(target_expiry(target) for target, _ in before.values())
+    eventually_sync(
+        lambda: time.time() > last + 0.5,
+        timeout=10,
+        interval=0.1,
+        what="the first redirect targets to expire",
+    )
+    for url, (old_target, content) in before.items():
+        if live.settings.storage == "local":
+            assert_forbidden(httpx.get(old_target), "expired_signature")  # really dead
+        else:
+            assert target_expiry(old_target) < time.time()  # S3 would refuse it now
+        # The same URL from the playlist fetched before the pause: a fresh target.
+        target = redirect_target(live, url)
+        assert target != old_target
+        assert target_expiry(target) > time.time()
+        got = httpx.get(target)
+        assert got.status_code == 200 and got.content == content
+
+
+def test_segment_urls_reach_only_the_files_of_published_renditions(
+    live: Live, played: Played
+) -> None:
+    urls = playback(live, played.rep, played.a["id"])
+    root = urls["hls_url"].removesuffix("master.m3u8")
+    variant = lines_with_uris(live.http.get(urls["hls_url"]).text)[0]
+    segment = lines_with_uris(live.http.get(variant).text)[-1]
+    rendition, name = segment.removeprefix(root).split("/")
+    # Playlists are served, never redirected to; an unpublished one is not there.
+    assert live.http.get(f"{root}{rendition}/index.m3u8").status_code == 200
+    assert live.http.get(f"{root}{rendition}/encoder.m3u8").status_code == 404
+    for path in (
+        f"v9/{name}",  # no such rendition
+        f"storyboard/{name}",
+        f"{rendition}/.{name}",  # not a name the transcoder writes
+        f"{rendition}/nested/{name}",
+    ):
+        r = live.http.get(root + path)
+        assert r.status_code == 404, (path, r.status_code, r.text)
+        assert r.json()["error"]["code"] == "not_found"
+    # A missing file of a published rendition: the target answers 404.
+    missing = httpx.get(redirect_target(live, f"{root}{rendition}/seg_99999.m4s"))
+    assert missing.status_code == 404

@@ -33,22 +33,40 @@ async def test_check(s3_storage: S3Storage, s3_endpoint: str) -> None:
         await missing.check()
 
 
-async def test_ensure_bucket(s3_endpoint: str, s3_client: S3Client) -> None:
+async def test_ensure_bucket(
+    s3_endpoint: str, s3_client: S3Client, http: httpx.AsyncClient
+) -> None:
     name = f"ensure-{uuid.uuid4().hex[:12]}"
     storage = S3Storage(bucket=name, region=S3_REGION, endpoint_url=s3_endpoint)
     try:
         await storage.ensure_bucket(["https://app.example"])
         await storage.ensure_bucket(["https://app.example"])  # idempotent
         await storage.check()
-        [rule] = s3_client.get_bucket_cors(Bucket=name)["CORSRules"]
-        assert rule["AllowedOrigins"] == ["https://app.example"]
-        assert sorted(rule["AllowedMethods"]) == ["GET", "HEAD", "PUT"]
-        assert rule["ExposeHeaders"] == ["ETag"]
+        upload, read = s3_client.get_bucket_cors(Bucket=name)["CORSRules"]
+        assert upload["AllowedOrigins"] == ["https://app.example"]
+        assert sorted(upload["AllowedMethods"]) == ["GET", "HEAD", "PUT"]
+        assert upload["ExposeHeaders"] == ["ETag"]
+        # Reading media from anywhere: a browser that followed the API's segment redirect
+        # from the app's origin sends `Origin: null`.
+        assert read["AllowedOrigins"] == ["*"]
+        assert sorted(read["AllowedMethods"]) == ["GET", "HEAD"]
+        await storage.put_stream("v0/seg_00001.m4s", chunked(b"segment"))
+        url = await storage.presign_get("v0/seg_00001.m4s", ttl_s=60)
+        got = await http.get(url, headers={"Origin": "null"})
+        assert got.status_code == 200 and got.content == b"segment"
+        assert got.headers["access-control-allow-origin"] in ("*", "null")
 
         await storage.ensure_bucket([], allow_any_origin=True)
         [rule] = s3_client.get_bucket_cors(Bucket=name)["CORSRules"]
         assert rule["AllowedOrigins"] == ["*"]
+        assert "PUT" in rule["AllowedMethods"]
+
+        await storage.ensure_bucket([])  # production without origins: no uploads, reads
+        [rule] = s3_client.get_bucket_cors(Bucket=name)["CORSRules"]
+        assert rule["AllowedOrigins"] == ["*"]
+        assert "PUT" not in rule["AllowedMethods"]
     finally:
+        s3_client.delete_object(Bucket=name, Key="v0/seg_00001.m4s")
         s3_client.delete_bucket(Bucket=name)
 
 
