@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.logging import request_id_var
@@ -120,6 +120,15 @@ _HTTP_CODES = {
 }
 
 
+def _is_data_error(exc: Exception) -> bool:
+    """SQLSTATE class 22 ("data exception"): drivers do not all map it to DataError (asyncpg's
+    NUL-in-text error arrives as a plain DBAPIError)."""
+    if isinstance(exc, DataError):
+        return True
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, DBAPIError) and str(sqlstate or "").startswith("22")
+
+
 def _envelope(
     status_code: int,
     code: str,
@@ -153,6 +162,16 @@ async def handle_error(_request: Request, exc: Exception) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return _envelope(exc.status_code, code, message, headers=exc.headers)
+    if _is_data_error(exc):
+        # A value the database cannot hold (PostgreSQL text with a NUL character, a number
+        # out of its column's range): the client's input, and the transaction rolls back.
+        log.info("data error: %s", getattr(exc, "orig", exc))
+        return _envelope(
+            422,
+            "validation_error",
+            "A value cannot be stored: text must not contain NUL characters and numbers "
+            "must fit their field.",
+        )
     if isinstance(exc, IntegrityError):
         # A unique/foreign-key race that slipped past a service check: a conflict, not a 500.
         log.info("integrity error: %s", exc.orig)
@@ -165,5 +184,11 @@ def install_error_handlers(app: FastAPI) -> None:
     rendered by RequestContextMiddleware (app.ops.middleware), which logs them with the
     request id and then calls handle_error: a handler registered for ``Exception`` would sit
     outside every middleware and lose the request id."""
-    for error in (AppError, RequestValidationError, StarletteHTTPException, IntegrityError):
+    for error in (
+        AppError,
+        RequestValidationError,
+        StarletteHTTPException,
+        IntegrityError,
+        DataError,
+    ):
         app.add_exception_handler(error, handle_error)

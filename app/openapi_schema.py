@@ -115,10 +115,8 @@ LINKS: dict[tuple[str, str], dict[str, Link]] = {
         **_clip_links("$response.body#/clip/id"),
         **_upload_links("$response.body#/upload/id"),
     },
-    ("clips_get", "200"): {
-        **_clip_links("$response.body#/id"),
-        **_upload_links("$response.body#/upload/id"),
-    },
+    # Not to the upload: `upload` is null once the source is in.
+    ("clips_get", "200"): _clip_links("$response.body#/id"),
     ("clips_restart_upload", "201"): _upload_links("$response.body#/id"),
     ("uploads_get", "200"): _upload_links("$response.body#/id"),
     ("feedback_create", "201"): _feedback_links("$response.body#/id"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,14 @@ def _token(api: httpx.Client, email: str) -> str:
     return str(answer.json()["access_token"])
 
 
-def _seed(server: LiveServer, clip_file: Path) -> dict[str, str]:
+@dataclass(frozen=True)
+class Seeded:
+    admin_auth: str
+    path: dict[str, str]
+    doomed: dict[str, dict[str, str]]
+
+
+def _seed(server: LiveServer, clip_file: Path) -> Seeded:
     """Real resources through the API itself; returns the path parameters to use."""
     with httpx.Client(base_url=server.base_url, timeout=30) as api:
         admin = {"Authorization": f"Bearer {_token(api, ADMIN)}"}
@@ -85,43 +93,68 @@ def _seed(server: LiveServer, clip_file: Path) -> dict[str, str]:
             if time.monotonic() > deadline:
                 raise AssertionError(f"clip never became ready:\n{server.log()}")
             time.sleep(0.2)  # polling a separate process: nothing in-process to wait on
-        thread = api.post(
-            f"/v1/clips/{clip_id}/feedback",
-            headers=rep,
-            json={"timestamp_ms": 500, "body": "Open with the customer's problem"},
-        ).json()
         request = api.post(
             f"/v1/clips/{clip_id}/review-requests",
             headers=rep,
             json={"reviewer_id": top_id, "message": "How was my opening?"},
         ).json()
-        upload_clip = api.post(
-            "/v1/clips",
-            headers=rep,
-            json={
-                "title": "Uploading",
-                "kind": "pitch",
-                "stage": "prospecting",
-                "filename": "later.mp4",
-                "content_type": "video/mp4",
-                "size_bytes": 1024,
+
+        def new_upload_clip(title: str) -> dict[str, Any]:
+            created = api.post(
+                "/v1/clips",
+                headers=rep,
+                json={
+                    "title": title,
+                    "kind": "pitch",
+                    "stage": "prospecting",
+                    "filename": "later.mp4",
+                    "content_type": "video/mp4",
+                    "size_bytes": 1024,
+                },
+            )
+            assert created.status_code == 201, created.text
+            return dict(created.json())
+
+        def new_thread() -> str:
+            created = api.post(
+                f"/v1/clips/{clip_id}/feedback",
+                headers=rep,
+                json={"timestamp_ms": 500, "body": "Open with the customer's problem"},
+            )
+            assert created.status_code == 201, created.text
+            return str(created.json()["id"])
+
+        uploading = new_upload_clip("Uploading")
+        playback = api.get(f"/v1/clips/{clip_id}/playback", headers=rep).json()
+        return Seeded(
+            admin_auth=admin["Authorization"],
+            path={
+                "clip_id": clip_id,
+                "feedback_id": new_thread(),
+                "request_id": request["id"],
+                "upload_id": uploading["upload"]["id"],
+                "user_id": rep_id,
+                "key": "prospecting",
+                "exemplar_id": clip_id,
+                # The play routes' credential: a real token reaches past their 403.
+                "token": playback["hls_url"].split("/v1/play/")[1].split("/")[0],
             },
-        ).json()
-        return {
-            "clip_id": clip_id,
-            "feedback_id": thread["id"],
-            "request_id": request["id"],
-            "upload_id": upload_clip["upload"]["id"],
-            "user_id": rep_id,
-            "key": "prospecting",
-            "exemplar_id": clip_id,
-            "admin_auth": admin["Authorization"],
-        }
+            # Operations that destroy what they are given get a resource of their own, so
+            # the rest of the run keeps reaching past 404s.
+            doomed={
+                "clips_delete": {"clip_id": new_upload_clip("Doomed")["clip"]["id"]},
+                "feedback_delete": {"feedback_id": new_thread()},
+                "uploads_abort": {"upload_id": new_upload_clip("Aborted")["upload"]["id"]},
+            },
+        )
 
 
-def _config(server: LiveServer, seeded: dict[str, Any]) -> str:
-    parameters = "\n".join(
-        f'"path.{name}" = "{value}"' for name, value in seeded.items() if name != "admin_auth"
+def _config(server: LiveServer, seeded: Seeded) -> str:
+    parameters = "\n".join(f'"path.{name}" = "{value}"' for name, value in seeded.path.items())
+    doomed = "\n".join(
+        f'[[operations]]\ninclude-operation-id = "{operation_id}"\n'
+        + "".join(f'parameters = {{ "path.{k}" = "{v}" }}\n' for k, v in params.items())
+        for operation_id, params in seeded.doomed.items()
     )
     checks = "\n".join(f"[checks.{name}]\nenabled = true" for name in CHECKS)
     return f"""
@@ -132,7 +165,7 @@ suppress-health-check = ["all"]
 request-timeout = 20
 
 [headers]
-Authorization = "{seeded["admin_auth"]}"
+Authorization = "{seeded.admin_auth}"
 
 [parameters]
 {parameters}
@@ -146,7 +179,12 @@ enabled = false
 {checks}
 
 [phases.stateful]
-max-steps = 12
+max-steps = 20
+
+[phases.stateful.generation]
+max-examples = 150
+
+{doomed}
 """
 
 
@@ -172,5 +210,6 @@ def test_fuzzing_the_schema_finds_no_server_error_and_no_schema_violation(
             check=False,
             cwd=tmp_path,  # schemathesis keeps its cache in the working directory
         )
+    (tmp_path / "schemathesis.log").write_text(run.stdout + run.stderr)
     report = run.stdout[-30_000:] + run.stderr[-5_000:]
     assert run.returncode == 0, report

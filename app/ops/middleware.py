@@ -67,10 +67,12 @@ class RequestContextMiddleware:
         except Exception as exc:
             # Caught here, inside the request's context, so the log line and the 500 carry
             # the request id; the one error handler renders the body (never a traceback).
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if response_started:
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 raise
             response = await handle_error(Request(scope, receive), exc)
+            if response.status_code >= 500:
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started

@@ -248,7 +248,7 @@ async def segment_redirect(
     key = segment_key(grant, rendition, segment)
     ttl = max(1, min(settings.playback_segment_url_ttl_s, grant.remaining_s))
     if isinstance(storage, S3Storage):
-        url = await storage.presign_get(key, ttl_s=ttl)
+        url = await storage.presign_get_fast(key, ttl_s=ttl)
     else:
         # From the next whole second: the URL lives at least ttl (exp is in whole seconds).
         url = sign_media_url(

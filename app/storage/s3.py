@@ -6,16 +6,21 @@ import contextlib
 import functools
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, NamedTuple, ParamSpec, TypeVar, cast
+from urllib.parse import parse_qs
 
 import anyio
 import anyio.to_thread
 import boto3.session
 from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.storage.base import (
@@ -71,11 +76,41 @@ PUT_PART_SIZE = 8 * 1024 * 1024
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+# The key presigned once to learn the shape of this bucket's presigned GETs.
+_PROBE_KEY = "presign-probe"
+# Frozen credentials are reused this long (refreshable ones are refreshed at least 10 minutes
+# before they expire, so they stay valid well past it).
+_CREDENTIALS_REUSE_S = 60.0
 _BAD_PART = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}
 
 
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class _GetShape(NamedTuple):
+    """What every presigned GET of the bucket shares: the URL up to the key and the SigV4
+    scope (region, service), as botocore's own presign of a probe key made them."""
+
+    base: str
+    region: str
+    service: str
+
+
+def _get_shape(probe_url: str) -> _GetShape | None:
+    """The shape of a presigned GET of _PROBE_KEY; None if it is not the plain SigV4 query
+    form (signed host header only) the fast path reproduces."""
+    url, _, query = probe_url.partition("?")
+    params = parse_qs(query)
+    credential = params.get("X-Amz-Credential", [""])[0].split("/")
+    if (
+        not url.endswith("/" + _PROBE_KEY)
+        or params.get("X-Amz-Algorithm") != ["AWS4-HMAC-SHA256"]
+        or params.get("X-Amz-SignedHeaders") != ["host"]
+        or len(credential) != 5
+    ):
+        return None
+    return _GetShape(url[: -len(_PROBE_KEY)], credential[2], credential[3])
 
 
 def _storage_error(exc: Exception) -> StorageError:
@@ -113,9 +148,18 @@ class S3Storage:
         self.region = region
         self._part_size = part_size
         # A client of its own session: sessions are not thread-safe, clients are.
-        self._client: S3Client = client or boto3.session.Session().client(
-            "s3", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
-        )
+        self._session: boto3.session.Session | None = None
+        if client is None:
+            self._session = boto3.session.Session()
+            client = self._session.client(
+                "s3", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
+            )
+        self._client: S3Client = client
+        # presign_get_fast's state: the bucket's GET shape (False: use presign_get), and
+        # frozen credentials with the monotonic time they may be reused until.
+        self._get_shape: _GetShape | Literal[False] | None = None
+        self._frozen: ReadOnlyCredentials | None = None
+        self._frozen_until = 0.0
 
     @property
     def client(self) -> S3Client:
@@ -371,6 +415,42 @@ class S3Storage:
         return await self._run(
             self._client.generate_presigned_url, "get_object", Params=params, ExpiresIn=ttl_s
         )
+
+    async def presign_get_fast(self, key: str, *, ttl_s: int) -> str:
+        """presign_get without response overrides, for hot paths (a segment per request):
+        the same URL, about 4x cheaper and on the event loop. botocore's SigV4 query signer
+        is applied to the bucket's URL shape, learnt once from botocore's own presign;
+        credentials are frozen in a worker thread (they may refresh over the network) and
+        reused for a minute. Falls back to presign_get for any other shape (an injected
+        client, another signature version)."""
+        validate_key(key)
+        if self._get_shape is None:
+            self._get_shape = await self._learn_get_shape()
+        if self._get_shape is False:
+            return await self.presign_get(key, ttl_s=ttl_s)
+        shape = self._get_shape
+        if self._frozen is None or time.monotonic() >= self._frozen_until:
+            self._frozen = await self._run(self._freeze_credentials)
+            self._frozen_until = time.monotonic() + _CREDENTIALS_REUSE_S
+        request = AWSRequest(method="GET", url=shape.base + key)
+        try:
+            auth = S3SigV4QueryAuth(self._frozen, shape.service, shape.region, expires=ttl_s)
+            auth.add_auth(request)
+        except BotoCoreError as exc:
+            raise _storage_error(exc) from exc
+        return str(request.prepare().url)
+
+    async def _learn_get_shape(self) -> _GetShape | Literal[False]:
+        if self._session is None:
+            return False
+        probe = await self.presign_get(_PROBE_KEY, ttl_s=60)
+        return _get_shape(probe) or False
+
+    def _freeze_credentials(self) -> ReadOnlyCredentials:
+        credentials = self._session.get_credentials() if self._session is not None else None
+        if credentials is None:
+            raise StorageError("S3: no credentials to sign URLs with")
+        return credentials.get_frozen_credentials()
 
     async def presign_get_many(self, keys: list[str], *, ttl_s: int) -> list[str]:
         """Presigned GETs for many keys in one worker-thread hop (signing is local work)."""

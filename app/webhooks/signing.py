@@ -13,8 +13,8 @@ import hmac
 import secrets as _random
 from collections.abc import Sequence
 
-SECRET_PREFIX = "whsec_"
-# The spec asks for 24 to 64 bytes of key; 32 matches HMAC-SHA256's block of output.
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the spec's marker, not a secret
+# The spec asks for 24 to 64 bytes of key; 32 is HMAC-SHA256's output size.
 SECRET_BYTES = 32
 
 

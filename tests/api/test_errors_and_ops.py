@@ -210,3 +210,20 @@ async def test_integrity_error_is_a_conflict(app: Any, client: httpx.AsyncClient
     assert r.status_code == 409
     assert _envelope(r)["code"] == "conflict"
     assert "UNIQUE" not in r.text
+
+
+async def test_text_the_database_cannot_store_is_422_and_nothing_is_written(
+    client: httpx.AsyncClient, make_org: Any, database_url: str
+) -> None:
+    # Found by the schema fuzzer: PostgreSQL text cannot hold NUL, and the driver's error
+    # answered 500. SQLite stores it; either way the answer is never a server error.
+    org = await make_org()
+    body = {"key": "renewal", "name": "Re\u0000newal"}
+    r = await client.post("/v1/stages", json=body, headers=org.admin.headers)
+    if database_url.startswith("postgresql"):
+        assert r.status_code == 422, r.text
+        assert _envelope(r)["code"] == "validation_error"
+        stages = (await client.get("/v1/stages", headers=org.admin.headers)).json()
+        assert "renewal" not in [s["key"] for s in stages]
+    else:
+        assert r.status_code == 201, r.text

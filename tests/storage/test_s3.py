@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import botocore.auth
 import httpx
 import pytest
 
 from app.storage import S3Storage, StorageError, UploadNotFound
-from app.storage.s3 import CLIENT_CONFIG
+from app.storage.s3 import CLIENT_CONFIG, _get_shape
 from tests.fixtures.s3 import S3_REGION
 from tests.storage.helpers import chunked
 
@@ -134,3 +136,55 @@ async def test_put_stream_multipart_keeps_content_type(
     assert head["ContentType"] == "video/mp4"
     assert head["ETag"].strip('"').endswith("-2")  # two parts: 8 MiB + 1 MiB
     assert s3_client.list_multipart_uploads(Bucket=s3_storage.bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize(
+    ("region", "session_token"),
+    [(S3_REGION, None), ("eu-west-1", None), (S3_REGION, "the-session-token")],
+)
+async def test_fast_presign_is_botocores_presign(
+    s3_endpoint: str,
+    s3_bucket: str,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    region: str,
+    session_token: str | None,
+) -> None:
+    if session_token is not None:  # temporary credentials: the token is signed in the query
+        monkeypatch.setenv("AWS_SESSION_TOKEN", session_token)
+    storage = S3Storage(bucket=s3_bucket, region=region, endpoint_url=s3_endpoint)
+    await storage.put_stream("v0/seg_00001.m4s", chunked(b"segment"))
+    # The same instant for both (botocore signs with the current time, to the second).
+    instant = datetime(2026, 3, 4, 5, 6, 7)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *_a, **_k: instant)
+    for ttl_s in (1, 120):
+        slow = await storage.presign_get("v0/seg_00001.m4s", ttl_s=ttl_s)
+        fast = await storage.presign_get_fast("v0/seg_00001.m4s", ttl_s=ttl_s)
+        assert fast == slow
+        assert f"X-Amz-Expires={ttl_s}&" in fast and "X-Amz-Date=20260304T050607Z" in fast
+        assert f"%2F{region}%2Fs3%2F" in fast
+        if session_token is not None:
+            assert f"X-Amz-Security-Token={session_token}" in fast
+    assert storage._get_shape, "the fast path fell back to botocore's presign"
+    got = await http.get(fast)
+    assert got.status_code == 200 and got.content == b"segment"
+
+
+async def test_fast_presign_falls_back_without_a_known_shape(
+    s3_bucket: str, s3_client: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instant = datetime(2026, 3, 4, 5, 6, 7)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *_a, **_k: instant)
+    # A client given from outside: its credentials are not ours to freeze.
+    storage = S3Storage(bucket=s3_bucket, region=S3_REGION, client=s3_client)
+    fast = await storage.presign_get_fast("k.bin", ttl_s=60)
+    assert fast == await storage.presign_get("k.bin", ttl_s=60)
+    # Only the plain SigV4 query form is reproduced.
+    assert _get_shape("http://h/b/presign-probe?X-Amz-Algorithm=AWS4-HMAC-SHA256&"
+                      "X-Amz-Credential=AK%2F20260304%2Fus-east-1%2Fs3%2Faws4_request&"
+                      "X-Amz-SignedHeaders=host&X-Amz-Signature=00") == (
+        "http://h/b/", "us-east-1", "s3")  # fmt: skip
+    assert _get_shape("http://h/b/presign-probe?AWSAccessKeyId=AK&Signature=x") is None
+    assert _get_shape("http://h/b/presign-probe?X-Amz-Algorithm=AWS4-HMAC-SHA256&"
+                      "X-Amz-Credential=AK%2F20260304%2Fus-east-1%2Fs3%2Faws4_request&"
+                      "X-Amz-SignedHeaders=host%3Bx-amz-acl") is None  # fmt: skip
