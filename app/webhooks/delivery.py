@@ -199,7 +199,11 @@ _TARGET_SAFE = "/?%:@!$&'()*+,;=-._~"
 
 def _parse(url: str, *, require_https: bool) -> _Target:
     # Whitespace and control characters are where URL parsers disagree with each other.
-    if not url or len(url) > MAX_URL_LENGTH or any(c.isspace() or ord(c) < 0x20 for c in url):
+    if (
+        not url
+        or len(url) > MAX_URL_LENGTH
+        or any(c.isspace() or ord(c) < 0x20 or c == "\x7f" for c in url)
+    ):
         raise UrlNotAllowed("syntax")
     try:
         parts = urlsplit(url)
@@ -339,20 +343,29 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         addresses = await _checked_addresses(
             host, port, resolver=self._resolver, allow_loopback=self._allow_loopback
         )
-        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in addresses:  # all are checked: try each, as a resolver-driven client would
+        # All of them passed the check, so any may be tried, in the resolver's order.
+        for address in addresses[:-1]:
             try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None  # addresses is never empty
-        raise failure
+                return await self._connect(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout):
+                continue
+        return await self._connect(addresses[-1], port, timeout, local_address, socket_options)
+
+    async def _connect(
+        self,
+        address: str,
+        port: int,
+        timeout: float | None,  # noqa: ASYNC109 - passed on to httpcore's interface
+        local_address: str | None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_tcp(
+            address,
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
 
     async def connect_unix_socket(
         self,
@@ -372,7 +385,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 async def _read_capped(response: httpcore.Response, limit: int) -> bytes:
     """At most ``limit`` bytes of the body; the rest is never read (the connection is closed)."""
     stream = response.stream
-    if not isinstance(stream, AsyncIterable):  # pragma: no cover - the async pool's streams are
+    if not isinstance(stream, AsyncIterable):  # pragma: no cover - an async pool's always are
         raise TypeError("expected an async response stream")
     received = bytearray()
     chunks = aiter(stream)

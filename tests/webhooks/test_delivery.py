@@ -177,7 +177,6 @@ class Receiver:
     responder: Responder = field(default_factory=lambda: respond(200, b"ok"))
     # Set at teardown: lets a responder that "never answers" end with the test.
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    sni: list[str | None] = field(default_factory=list)
 
     def url(self, path: str = "/hook", host: str | None = None) -> str:
         shown = host or (f"[{self.host}]" if ":" in self.host else self.host)
@@ -361,6 +360,27 @@ async def test_the_deadline_is_total_not_per_read(receiver: Receiver) -> None:
     assert time.monotonic() - started < 2.0
 
 
+@pytest.mark.parametrize("answer", [b"", b"SMTP ready\r\n\r\n"])
+async def test_a_broken_receiver_is_an_error_not_an_exception(
+    receiver: Receiver, answer: bytes
+) -> None:
+    async def broken(writer: asyncio.StreamWriter, receiver: Receiver) -> None:
+        writer.write(answer)
+        await writer.drain()
+
+    receiver.responder = broken
+    result = await deliver(
+        receiver.url(),
+        BODY,
+        {},
+        connector=LoopbackConnector(),
+        allow_loopback=True,
+        require_https=False,
+    )
+    assert (result.status_code, result.refused) == (None, False)
+    assert result.error is not None and result.error.startswith("RemoteProtocolError: ")
+
+
 async def test_connection_refused_is_an_error_not_an_exception() -> None:
     with socket.socket() as probe:  # a port that nothing listens on once closed
         probe.bind(("127.0.0.1", 0))
@@ -493,7 +513,11 @@ async def test_tls_uses_the_host_name_while_connecting_to_the_checked_ip(
 ) -> None:
     server_tls, client_tls = tls_contexts(tmp_path, cert_name)
     sni: list[str | None] = []
-    server_tls.sni_callback = lambda sock, name, ctx: sni.append(name)  # type: ignore[assignment,func-returns-value]
+
+    def record_sni(sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        sni.append(name)
+
+    server_tls.sni_callback = record_sni
     receiver, server = await start_receiver(tls=server_tls)
     resolver = FakeResolver({"hooks.example.test": [["127.0.0.1"]]})
     connector = LoopbackConnector()
@@ -601,9 +625,15 @@ async def test_refused_destinations_never_open_a_socket(
     host = urlsplit(url).hostname or ""
     resolver = FakeResolver({host: [answers]} if answers is not None else {})
     connector = FailingConnector()
-    options = {"allow_loopback": allow_loopback, "require_https": require_https}
-
-    result = await deliver(url, BODY, {}, resolver=resolver, connector=connector, **options)
+    result = await deliver(
+        url,
+        BODY,
+        {},
+        resolver=resolver,
+        connector=connector,
+        allow_loopback=allow_loopback,
+        require_https=require_https,
+    )
 
     assert result.refused
     assert result.status_code is None
@@ -615,7 +645,12 @@ async def test_refused_destinations_never_open_a_socket(
     resolved = answers is not None and reason not in {"scheme", "userinfo"}
     assert resolver.calls == ([(host, 443 if url.startswith("https") else 80)] if resolved else [])
     with pytest.raises(UrlNotAllowed) as refused:
-        await check_destination(url, resolver=FakeResolver(resolver.answers), **options)
+        await check_destination(
+            url,
+            resolver=FakeResolver(resolver.answers),
+            allow_loopback=allow_loopback,
+            require_https=require_https,
+        )
     assert refused.value.reason.startswith(reason)
 
 
@@ -654,6 +689,23 @@ async def test_delivery_connects_to_the_address_it_checked(receiver: Receiver) -
     assert resolver.calls == [("hooks.example.test", receiver.port)]
     assert connector.calls == [("127.0.0.1", receiver.port)]
     assert receiver.requests[0].headers["host"] == f"hooks.example.test:{receiver.port}"
+
+
+async def test_each_checked_address_is_tried_in_turn(receiver: Receiver) -> None:
+    # The receiver listens on 127.0.0.1 only, so ::1 (checked, allowed) refuses the connection.
+    resolver = FakeResolver({"dual.example.test": [["::1", "127.0.0.1"]]})
+    connector = LoopbackConnector()
+    result = await deliver(
+        receiver.url(host="dual.example.test"),
+        BODY,
+        {},
+        resolver=resolver,
+        connector=connector,
+        allow_loopback=True,
+        require_https=False,
+    )
+    assert (result.status_code, result.error) == (200, None)
+    assert connector.calls == [("::1", receiver.port), ("127.0.0.1", receiver.port)]
 
 
 # --- d) the address classifier and URL syntax -------------------------------------------------
