@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # Presigned S3 URLs the play routes hand out for the storyboard sprite and the MP4/poster
     # redirects live at most this long (segments: playback_segment_url_ttl_s).
     playback_s3_url_ttl_s: int = Field(default=900, ge=30, le=900)
-    # A segment URL of a served playlist (/v1/play/{token}/{rendition}/{segment}) checks the
+    # A segment URL of a served playlist (/v1/play/{token}/s/{rendition}/{segment}) checks the
     # clip at each request and redirects to a URL minted then (presigned S3 GET or signed
     # /v1/media URL) that lives this long: players resume after any pause within the token's
     # lifetime, and a deleted clip's segments stop at once.
@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     exemplar_links: int = Field(default=3, ge=1, le=20)
     # Deep links in the prep kit open the mobile app at a clip and moment: {base}clips/{id}?t_ms=
     app_link_base: str = "peerpitch://"
+
+    # Events and webhooks
+    # How long GET /v1/events can replay (and the live stream resume) an event.
+    event_retention_days: int = Field(default=30, ge=1)
+    # Development and tests only: lets webhook URLs resolve to loopback addresses (and
+    # nothing else that is not public); production always refuses them.
+    webhook_allow_loopback: bool = False
 
     # Jobs and workers
     embedded_worker: bool | None = None

@@ -16,6 +16,7 @@ from app.clips.uploads_router import router as uploads_router
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
+from app.events.router import router as events_router
 from app.exemplars.router import router as exemplars_router
 from app.feedback.router import router as feedback_router
 from app.notifications.router import router as notifications_router
@@ -100,6 +101,7 @@ def create_app(
         reviews_router,
         notifications_router,
         exemplars_router,
+        events_router,
     )
     for router in routers:
         app.include_router(router)

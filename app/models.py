@@ -3,6 +3,7 @@
 from app.auth.models import LoginFailure, RefreshToken
 from app.clips.models import Clip
 from app.db import Base
+from app.events.models import Event, EventSequence
 from app.exemplars.models import Exemplar, ExemplarEvent, ExemplarLink
 from app.feedback.models import Feedback, FeedbackReaction
 from app.idempotency.models import IdempotencyRecord
@@ -19,6 +20,8 @@ __all__ = [
     "Base",
     "Clip",
     "ClipView",
+    "Event",
+    "EventSequence",
     "Exemplar",
     "ExemplarEvent",
     "ExemplarLink",

@@ -12,6 +12,7 @@ from app.clips import lifecycle
 from app.clips.tasks import expire_uploads, fail_abandoned_transcodes, purge_clip
 from app.clips.transcode import transcode_clip
 from app.config import Settings
+from app.events.tasks import purge_expired_events
 from app.exemplars.service import notify_pitch_ready
 from app.exemplars.tasks import REFRESH_INTERVAL_S, refresh_exemplar_scores
 from app.idempotency.tasks import purge_idempotency_records
@@ -25,6 +26,7 @@ registry.register_periodic("uploads.expire", 300, expire_uploads)
 registry.register_periodic("idempotency.purge_expired", 300, purge_idempotency_records)
 registry.register_periodic("clips.fail_abandoned_transcodes", 60, fail_abandoned_transcodes)
 registry.register_periodic("exemplars.refresh_scores", REFRESH_INTERVAL_S, refresh_exemplar_scores)
+registry.register_periodic("events.purge_expired", 3600, purge_expired_events)
 
 
 async def _notify_pitch_ready(

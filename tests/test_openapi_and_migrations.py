@@ -89,5 +89,9 @@ def test_errors_are_the_envelope_and_headers_are_declared() -> None:
                 schema = response["content"]["application/json"]["schema"]
                 codes = schema["properties"]["error"]["properties"]["code"]["enum"]
                 assert codes, f"{operation_id} {status} lists no error codes"
+    for operation_id, (_method, _path, op) in _operations(doc).items():
+        if "201" in op["responses"]:  # it creates something: a retry must not create twice
+            headers = {p["name"].lower() for p in op.get("parameters", []) if p["in"] == "header"}
+            assert "idempotency-key" in headers, operation_id
     source = _operations(doc)["clips_put_source"][2]["requestBody"]["content"]
     assert {"application/octet-stream", "video/*"} <= set(source)

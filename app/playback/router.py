@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import RedirectResponse
-from starlette.convertors import StringConvertor, register_url_convertor
 
 from app.deps import PrincipalDep, SessionDep, SettingsDep, public_base_url
 from app.openapi_meta import errors
@@ -20,16 +19,6 @@ router = APIRouter(tags=["playback"])
 M3U8 = "application/vnd.apple.mpegurl"
 PLAY_LINK_DOC = "Signed playback token from GET /v1/clips/{id}/playback"
 Token = Annotated[str, Path(description=PLAY_LINK_DOC)]
-
-
-class _PlaylistName(StringConvertor):
-    """A path segment ending in ".m3u8": `/v1/play/{token}/{rendition}/{playlist}` takes
-    those, `/v1/play/{token}/{rendition}/{segment}` everything else."""
-
-    regex = r"[^/]*\.m3u8"
-
-
-register_url_convertor("hls_playlist", _PlaylistName())
 
 
 @router.get(
@@ -138,7 +127,7 @@ async def poster(token: Token, request: Request) -> Response:
 
 
 @router.get(
-    "/v1/play/{token}/{rendition}/{playlist:hls_playlist}",
+    "/v1/play/{token}/{rendition}/{playlist}",
     summary="HLS media playlist of one rendition; its segment URLs are under the same token",
     response_class=Response,
     responses={200: {"content": {M3U8: {}}}, **_PLAY_ERRORS},
@@ -193,7 +182,7 @@ _SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get(
-    "/v1/play/{token}/{rendition}/{segment}",
+    "/v1/play/{token}/s/{rendition}/{segment}",
     summary="Redirect to a short-lived URL of one segment of a rendition (signed path)",
     response_class=Response,
     status_code=302,

@@ -5,7 +5,7 @@ Each request under it checks the token against the clip's row (one primary-key q
 deleting or republishing a clip stops its URLs at once.
 
 Variant playlists list every segment (and the EXT-X-MAP init segment) under the same token,
-`/v1/play/{token}/{rendition}/{segment}`, on both backends: that route checks the token and
+`/v1/play/{token}/s/{rendition}/{segment}`, on both backends: that route checks the token and
 the clip like any other and answers 302 to a URL minted for this request (a presigned S3 GET
 or a signed `/v1/media/...` URL, `playback_segment_url_ttl_s`). So a segment URL works for
 the token's whole lifetime, however long the player paused, and stops as soon as the clip is
@@ -45,7 +45,7 @@ PLAYABLE = (ClipStatus.viewable, ClipStatus.ready)
 _URI_ATTR = re.compile(r'URI="([^"]*)"')
 # A relative URI we wrote: path segments of safe characters, never "..".
 _RELATIVE = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9_-][A-Za-z0-9._/-]*$")
-# What /v1/play/{token}/{rendition}/{segment} serves: a file directly in a rendition's folder
+# What /v1/play/{token}/s/{rendition}/{segment} serves: a file directly in a rendition's folder
 # (playlists, "*.m3u8", have their own route and are never redirected to).
 _RENDITION = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _SEGMENT = re.compile(r"(?![A-Za-z0-9._-]*\.m3u8$)[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
@@ -220,7 +220,7 @@ class Redirect(NamedTuple):
 
 
 def segment_key(grant: Grant, rendition: str, segment: str) -> str:
-    """The storage key behind /v1/play/{token}/{rendition}/{segment}: a file directly in the
+    """The storage key behind /v1/play/{token}/s/{rendition}/{segment}: a file directly in the
     folder of one of the published variants (never a playlist). Raises NotFound."""
     if not _RENDITION.fullmatch(rendition) or not _SEGMENT.fullmatch(segment):
         raise NotFound("No such segment.")
@@ -382,6 +382,12 @@ def media_playlist_template(text: str, directory: str) -> Template:
     return Template(literals=literals, keys=keys)
 
 
+# Segment URLs live one level below the playlists' (`{root}s/v0/seg_00001.m4s`), so the
+# segment route's path template differs from the playlist route's in shape, not only in a
+# parameter's name (OpenAPI forbids templates that differ only in names).
+SEGMENTS_DIR = "s/"
+
+
 def segment_template(text: str, playlist: str) -> Template:
     """The template of a variant playlist with keys relative to the media folder
     (``v0/seg_00001.m4s``), each one a path the segment route serves."""
@@ -397,7 +403,7 @@ async def variant_playlist(
     cache: TextCache, storage: Storage, grant: Grant, variant: dict[str, Any], root: str
 ) -> str:
     """The variant playlist with every URI an absolute segment URL under the token (root):
-    `{root}{rendition}/{segment}`, redirected at each fetch (see segment_redirect)."""
+    `{root}s/{rendition}/{segment}`, redirected at each fetch (see segment_redirect)."""
     media = grant.media
     playlist: str = variant["playlist"]
     key = media["prefix"] + playlist
@@ -407,7 +413,7 @@ async def variant_playlist(
         template = segment_template(text, playlist)
         if grant.ready:
             cache.templates.put(key, template)
-    return template.render_under(root)
+    return template.render_under(root + SEGMENTS_DIR)
 
 
 async def storyboard_vtt(cache: TextCache, signer: Signer, grant: Grant) -> str:

@@ -167,7 +167,9 @@ def test_every_url_in_every_playlist_is_absolute_signed_and_fetchable(
         uris = lines_with_uris(v.text)
         assert any(u.endswith("/init.mp4") for u in uris)
         assert sum(u.endswith(".m4s") for u in uris) >= 1
-        rendition_root = variant.rsplit("/", 1)[0] + "/"
+        # Segments sit under s/ of the token: {root}s/v0/seg_00001.m4s.
+        token_root, rendition = variant.rsplit("/", 2)[:2]
+        rendition_root = f"{token_root}/s/{rendition}/"
         for uri in uris:
             # Under the same token, nothing signed in the playlist itself: each fetch of a
             # segment URL answers 302 to a URL minted then.
@@ -355,7 +357,7 @@ def test_segment_urls_reach_only_the_files_of_published_renditions(
     root = urls["hls_url"].removesuffix("master.m3u8")
     variant = lines_with_uris(live.http.get(urls["hls_url"]).text)[0]
     segment = lines_with_uris(live.http.get(variant).text)[-1]
-    rendition, name = segment.removeprefix(root).split("/")
+    rendition, name = segment.removeprefix(root + "s/").split("/")
     # Playlists are served, never redirected to; an unpublished one is not there.
     assert live.http.get(f"{root}{rendition}/index.m3u8").status_code == 200
     assert live.http.get(f"{root}{rendition}/encoder.m3u8").status_code == 404
@@ -365,9 +367,9 @@ def test_segment_urls_reach_only_the_files_of_published_renditions(
         f"{rendition}/.{name}",  # not a name the transcoder writes
         f"{rendition}/nested/{name}",
     ):
-        r = live.http.get(root + path)
+        r = live.http.get(root + "s/" + path)
         assert r.status_code == 404, (path, r.status_code, r.text)
         assert r.json()["error"]["code"] == "not_found"
     # A missing file of a published rendition: the target answers 404.
-    missing = httpx.get(redirect_target(live, f"{root}{rendition}/seg_99999.m4s"))
+    missing = httpx.get(redirect_target(live, f"{root}s/{rendition}/seg_99999.m4s"))
     assert missing.status_code == 404

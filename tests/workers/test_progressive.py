@@ -42,7 +42,10 @@ async def fetch(client: httpx.AsyncClient, url: str) -> httpx.Response:
     """Playback URLs are absolute: this API's own (local storage) or presigned S3 ones."""
     parts = urlsplit(url)
     if parts.netloc == urlsplit(str(client.base_url)).netloc:
-        return await client.get(parts.path + (f"?{parts.query}" if parts.query else ""))
+        r = await client.get(parts.path + (f"?{parts.query}" if parts.query else ""))
+        if r.status_code == 302:  # a segment URL redirects to a URL minted per fetch
+            return await fetch(client, r.headers["location"])
+        return r
     async with httpx.AsyncClient() as outside:
         return await outside.get(url)
 

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, TenantMixin, utcnow
+
+
+class Event(TenantMixin, Base):
+    """One domain event, written in the transaction of its cause (the outbox)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("org_id", "seq", name="uq_events_org_seq"),
+        Index("ix_events_occurred_at", "occurred_at"),
+    )
+
+    # Strictly increasing per organization, in commit order (see service.record).
+    seq: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The resource as the API shows it (no caller-specific fields, no signed URLs).
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Who may see it on the live stream: events about a clip follow the clip's visibility;
+    # a notification's event goes to its recipient only. No foreign keys: events outlive
+    # the rows they describe (clip.deleted, feedback.deleted).
+    clip_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    user_id: Mapped[uuid.UUID | None]
+
+
+class EventSequence(Base):
+    """The last ``seq`` handed out per organization; its row lock orders the events of
+    concurrent transactions by commit."""
+
+    __tablename__ = "event_sequences"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
