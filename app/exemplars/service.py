@@ -320,4 +320,4 @@ async def notify_pitch_ready(session: AsyncSession, clip_id: uuid.UUID, limit: i
             ],
         },
     )
-    notify(session, cause, [(clip.owner_id, NotificationKind.pitch_ready)])
+    await notify(session, cause, [(clip.owner_id, NotificationKind.pitch_ready)])

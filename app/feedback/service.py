@@ -180,7 +180,7 @@ async def _notify_new(
             "skill": item.skill,
         },
     )
-    notify(session, cause, recipients)
+    await notify(session, cause, recipients)
 
 
 @dataclass(frozen=True)
@@ -334,7 +334,7 @@ async def set_resolved(
             feedback_id=item.id,
             data={"clip_title": clip.title, "excerpt": item.body[:EXCERPT_CHARS]},
         )
-        notify(session, cause, [(item.author_id, NotificationKind.feedback_resolved)])
+        await notify(session, cause, [(item.author_id, NotificationKind.feedback_resolved)])
         await ClipRepository.of(session, principal).add_open_feedback(clip.id, -1)
     elif not resolved and item.resolved_at is not None:
         item.resolved_at = None

@@ -22,6 +22,13 @@ class NotificationKind(enum.StrEnum):
     review_declined = "review_declined"
     # A pitch finished processing; data lists the exemplars it is linked to.
     pitch_ready = "pitch_ready"
+    # A pitch could not be processed; data holds the error's code and message.
+    pitch_failed = "pitch_failed"
+    # An upload was not completed in time; its clip may start a new one.
+    upload_expired = "upload_expired"
+    # To the organization's admins: a webhook endpoint was disabled (410, or failures past
+    # the last retry); data holds the endpoint's id, url and the reason.
+    webhook_disabled = "webhook_disabled"
 
 
 class Notification(TenantMixin, Base):

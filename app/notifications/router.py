@@ -10,23 +10,12 @@ from app.notifications.models import Notification
 from app.notifications.schemas import MarkedRead, MarkRead, NotificationOut, UnreadCount
 from app.openapi_meta import errors
 from app.pagination import Page, PageParams, page_params
-from app.users.schemas import PersonOut
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
 
 def notification_out(n: Notification) -> NotificationOut:
-    return NotificationOut(
-        id=n.id,
-        kind=n.kind,
-        actor=PersonOut.model_validate(n.actor) if n.actor else None,
-        clip_id=n.clip_id,
-        feedback_id=n.feedback_id,
-        review_request_id=n.review_request_id,
-        data=n.data,
-        read_at=n.read_at,
-        created_at=n.created_at,
-    )
+    return NotificationOut.of(n, n.actor)
 
 
 @router.get(

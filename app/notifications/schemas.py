@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.notifications.models import NotificationKind
+from app.notifications.models import Notification, NotificationKind
+from app.users.models import User
 from app.users.schemas import PersonOut
 
 
@@ -20,6 +21,20 @@ class NotificationOut(BaseModel):
     data: dict[str, Any] = Field(description="A summary to render without more requests.")
     read_at: datetime | None
     created_at: datetime
+
+    @classmethod
+    def of(cls, n: Notification, actor: User | None) -> NotificationOut:
+        return cls(
+            id=n.id,
+            kind=n.kind,
+            actor=PersonOut.model_validate(actor) if actor else None,
+            clip_id=n.clip_id,
+            feedback_id=n.feedback_id,
+            review_request_id=n.review_request_id,
+            data=n.data,
+            read_at=n.read_at,
+            created_at=n.created_at,
+        )
 
 
 class MarkRead(BaseModel):

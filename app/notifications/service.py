@@ -8,12 +8,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import utcnow, uuid7
+from app.events import service as events
+from app.events.types import NOTIFICATION_CREATED
 from app.notifications.models import Notification, NotificationKind
 from app.notifications.repository import NotificationRepository
+from app.notifications.schemas import NotificationOut
 from app.pagination import PageParams, SortKey, paginate
 from app.tenancy import Principal
+from app.users.models import Role, User
 
 _ORDER = (
     SortKey(Notification.created_at, descending=True),
@@ -33,13 +39,14 @@ class Cause:
     data: dict[str, Any] | None = None
 
 
-def notify(
+async def notify(
     session: AsyncSession,
     cause: Cause,
     recipients: Iterable[tuple[uuid.UUID, NotificationKind]],
 ) -> list[Notification]:
     """One notification per recipient: when an event concerns someone for several reasons,
-    the first listed wins (callers list the most specific reason first)."""
+    the first listed wins (callers list the most specific reason first). Each one is also a
+    ``notification.created`` event for its recipient's live stream."""
     seen: set[uuid.UUID] = set()
     created = []
     for user_id, kind in recipients:
@@ -48,6 +55,7 @@ def notify(
         seen.add(user_id)
         created.append(
             Notification(
+                id=uuid7(),
                 org_id=cause.org_id,
                 user_id=user_id,
                 kind=kind,
@@ -56,10 +64,33 @@ def notify(
                 feedback_id=cause.feedback_id,
                 review_request_id=cause.review_request_id,
                 data=dict(cause.data or {}),
+                created_at=utcnow(),
             )
         )
     session.add_all(created)
+    # The actor is the caller (already in the session's identity map) or nobody.
+    actor = await session.get(User, cause.actor_id) if cause.actor_id else None
+    for n in created:
+        await events.record(
+            session,
+            org_id=n.org_id,
+            type=NOTIFICATION_CREATED,
+            data=NotificationOut.of(n, actor).model_dump(mode="json"),
+            user_id=n.user_id,
+        )
     return created
+
+
+async def notify_admins(
+    session: AsyncSession, cause: Cause, kind: NotificationKind
+) -> list[Notification]:
+    """Tell every active admin of the organization (system events: ``actor_id`` is None)."""
+    admins = await session.scalars(
+        select(User.id).where(
+            User.org_id == cause.org_id, User.role == Role.admin, User.is_active.is_(True)
+        )
+    )
+    return await notify(session, cause, [(admin_id, kind) for admin_id in admins])
 
 
 async def list_notifications(

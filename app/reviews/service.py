@@ -90,7 +90,7 @@ async def create_request(
     )
     session.add(request)
     await session.flush()
-    notify(
+    await notify(
         session,
         _cause(request, clip, principal.id),
         [(reviewer.id, NotificationKind.review_requested)],
@@ -197,7 +197,7 @@ async def complete_request(
             )
         )
     await session.flush()
-    notify(
+    await notify(
         session,
         _cause(request, clip, principal.id),
         _requesters(request, NotificationKind.review_completed),
@@ -213,7 +213,7 @@ async def decline_request(
     request.decline_reason = reason
     request.responded_at = utcnow()
     await session.flush()
-    notify(
+    await notify(
         session,
         _cause(request, request.clip, principal.id),
         _requesters(request, NotificationKind.review_declined),
