@@ -20,11 +20,15 @@ from app.clips.schemas import UploadRestart
 from app.config import Settings
 from app.db import end_read_transaction, utcnow
 from app.errors import Conflict, Forbidden, NotFound
+from app.events import service as events
+from app.events import types as event_types
+from app.notifications.models import NotificationKind
+from app.notifications.service import Cause, notify
 from app.storage.base import Storage, StoredPart
 from app.tenancy import Principal
 from app.uploads import service as uploads
 from app.uploads.models import Upload, UploadStatus
-from app.uploads.schemas import CompletedPart, PartTargetOut
+from app.uploads.schemas import CompletedPart, PartTargetOut, UploadOut
 
 
 async def _load(
@@ -217,10 +221,45 @@ async def restart_upload(
 
 
 async def expire_uploads(session: AsyncSession, storage: Storage) -> int:
-    """Abort uploads past PEERPITCH_UPLOAD_TTL_S and fail the clips still waiting for them."""
-    clip_ids = await uploads.expire_stale(session, storage)
-    for clip_id in clip_ids:
-        await lifecycle.upload_ended(
-            session, clip_id, "upload_expired", "The upload was not completed in time."
+    """Abort uploads past PEERPITCH_UPLOAD_TTL_S and fail the clips still waiting for them;
+    each expiry is an ``upload.expired`` event and a notification to the clip's owner (who
+    may start a new upload on the same clip)."""
+    expired = await uploads.expire_stale(session, storage)
+    owners = dict(
+        (
+            await session.execute(
+                select(Clip.id, Clip.owner_id).where(Clip.id.in_([u.clip_id for u in expired]))
+            )
+        ).all()
+    )
+    for upload in expired:
+        await events.record(
+            session,
+            org_id=upload.org_id,
+            type=event_types.UPLOAD_EXPIRED,
+            data=UploadOut(
+                id=upload.id,
+                clip_id=upload.clip_id,
+                status=upload.status,
+                size_bytes=upload.size_bytes,
+                part_size=upload.part_size,
+                part_count=upload.part_count,
+                uploaded_parts=[],
+                expires_at=upload.expires_at,
+            ).model_dump(mode="json"),
+            clip_id=upload.clip_id,
         )
-    return len(clip_ids)
+        if upload.clip_id in owners:
+            cause = Cause(
+                org_id=upload.org_id,
+                actor_id=None,
+                clip_id=upload.clip_id,
+                data={"upload_id": str(upload.id), "expires_at": upload.expires_at.isoformat()},
+            )
+            await notify(
+                session, cause, [(owners[upload.clip_id], NotificationKind.upload_expired)]
+            )
+        await lifecycle.upload_ended(
+            session, upload.clip_id, "upload_expired", "The upload was not completed in time."
+        )
+    return len(expired)

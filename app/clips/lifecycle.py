@@ -28,16 +28,22 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
-from sqlalchemy import exists, or_, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.clips.models import Clip, ClipStatus
+from app.clips.schemas import ClipOut
 from app.config import Settings
 from app.db import utcnow
 from app.errors import Conflict
+from app.events import service as events
+from app.events import types as event_types
 from app.jobs.kinds import PURGE_CLIP, TRANSCODE_CLIP
 from app.jobs.service import enqueue
+from app.notifications.models import NotificationKind
+from app.notifications.service import Cause, notify
 from app.uploads.models import Upload, UploadStatus
 
 S = ClipStatus
@@ -76,6 +82,41 @@ def on_ready(hook: ReadyHook) -> None:
     """Attach a side effect of "ready" (wired once by the composition root, app.tasks)."""
     if hook not in _ready_hooks:
         _ready_hooks.append(hook)
+
+
+# --- events: every transition is announced in its own transaction ---------------------
+
+
+def clip_data(clip: Clip) -> dict[str, Any]:
+    """A clip as the API shows it, minus what belongs to one caller (progress, the open
+    upload) and signed URLs (they expire; a client fetches its own)."""
+    return ClipOut.of(clip).model_dump(mode="json", exclude={"my_progress", "upload"})
+
+
+async def _announce(
+    session: AsyncSession, clip_ids: Collection[uuid.UUID], event_type: str
+) -> list[Clip]:
+    """Record ``event_type`` for each clip, with the clip as it is now; returns the clips."""
+    if not clip_ids:
+        return []
+    clips = list(
+        await session.scalars(
+            select(Clip)
+            .options(joinedload(Clip.owner))
+            .where(Clip.id.in_(clip_ids))
+            .order_by(Clip.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+    for clip in clips:
+        await events.record(
+            session,
+            org_id=clip.org_id,
+            type=event_type,
+            data=clip_data(clip),
+            clip_id=clip.id,
+        )
+    return clips
 
 
 def new_clip(**fields: Any) -> Clip:
@@ -124,6 +165,7 @@ async def upload_completed(
     )
     if not moved:
         raise Conflict("The clip changed during the upload.", code="clip_changed")
+    await _announce(session, [clip.id], event_types.CLIP_UPLOADED)
     await enqueue(
         session,
         TRANSCODE_CLIP,
@@ -150,6 +192,7 @@ async def upload_ended(session: AsyncSession, clip_id: uuid.UUID, code: str, mes
         only_from=(S.awaiting_upload,),
         values=values,
     )
+    await _announce(session, [c for _, c in moved], event_types.CLIP_FAILED)
     return bool(moved)
 
 
@@ -182,8 +225,17 @@ async def publish(
     values: dict[str, Any] = {"media": media, **facts}
     if target == S.ready:
         values["progress"] = 1.0
+    if target == S.viewable:
+        # Announced once, when it first plays; republishing more segments is not news.
+        first = await _move(
+            session, Clip.id == clip_id, target, only_from=(S.processing,), values=values
+        )
+        if first:
+            await _announce(session, [clip_id], event_types.CLIP_VIEWABLE)
+            return True
     moved = await _move(session, Clip.id == clip_id, target, values=values)
     if moved and target == S.ready:
+        await _announce(session, [clip_id], event_types.CLIP_READY)
         for hook in _ready_hooks:
             await hook(session, clip_id, settings)
     return bool(moved)
@@ -215,12 +267,34 @@ async def processing_failed(
         "error_code": code,
         "error_message": message[:ERROR_MESSAGE_LIMIT],
     }
-    return await _move(session, Clip.id.in_(clip_ids), S.failed, only_from=ENCODING, values=values)
+    moved = await _move(session, Clip.id.in_(clip_ids), S.failed, only_from=ENCODING, values=values)
+    for clip in await _announce(session, [c for _, c in moved], event_types.CLIP_FAILED):
+        # A pitch that cannot be processed (too long, not a video, ...) tells its owner why.
+        cause = Cause(
+            org_id=clip.org_id,
+            actor_id=None,
+            clip_id=clip.id,
+            data={"title": clip.title, "error": {"code": code, "message": values["error_message"]}},
+        )
+        await notify(session, cause, [(clip.owner_id, NotificationKind.pitch_failed)])
+    return moved
 
 
 async def delete(session: AsyncSession, clip: Clip) -> None:
     """Soft delete now (every read filters on deleted_at); the purge job removes the media."""
     clip.deleted_at = utcnow()
+    await session.flush()
+    await events.record(
+        session,
+        org_id=clip.org_id,
+        type=event_types.CLIP_DELETED,
+        data={
+            "id": str(clip.id),
+            "owner_id": str(clip.owner_id),
+            "deleted_at": clip.deleted_at.isoformat().replace("+00:00", "Z"),
+        },
+        clip_id=clip.id,
+    )
     await enqueue(
         session,
         PURGE_CLIP,

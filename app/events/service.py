@@ -11,12 +11,24 @@ receivers ordering by seq rely on).
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, event, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Uuid,
+    bindparam,
+    delete,
+    event,
+    insert,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,6 +66,33 @@ async def _next_seq(session: AsyncSession, org_id: uuid.UUID) -> int:
     return int((await session.execute(upsert)).scalar_one())
 
 
+# PostgreSQL: the sequence bump, the row and its NOTIFY in one round trip (this runs on every
+# write of the product, e.g. each feedback post and its notification). NOTIFY is delivered at
+# commit, and PostgreSQL folds a transaction's identical notifications into one.
+_RECORD_PG = text(
+    """
+    WITH s AS (
+        INSERT INTO event_sequences (org_id, last_seq) VALUES (:org_id, 1)
+        ON CONFLICT (org_id) DO UPDATE SET last_seq = event_sequences.last_seq + 1
+        RETURNING last_seq
+    ), e AS (
+        INSERT INTO events (id, org_id, seq, type, occurred_at, data, clip_id, user_id)
+        SELECT :id, :org_id, s.last_seq, :type, :occurred_at, CAST(:data AS JSON),
+               :clip_id, :user_id
+        FROM s
+        RETURNING seq
+    )
+    SELECT e.seq, pg_notify(:channel, CAST(:org_id AS TEXT)) FROM e
+    """
+).bindparams(
+    bindparam("id", type_=Uuid()),
+    bindparam("org_id", type_=Uuid()),
+    bindparam("clip_id", type_=Uuid()),
+    bindparam("user_id", type_=Uuid()),
+    bindparam("occurred_at", type_=DateTime(timezone=True)),
+)
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -63,22 +102,51 @@ async def record(
     clip_id: uuid.UUID | None = None,
     user_id: uuid.UUID | None = None,
 ) -> Event:
+    """Add an event to the caller's transaction. The returned row is not in the session
+    (it is written by a statement of its own); hooks and callers read its fields."""
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}: add it to app.events.types")
     row = Event(
         id=uuid7(),
         org_id=org_id,
-        seq=await _next_seq(session, org_id),
         type=type,
         occurred_at=utcnow(),
         data=data,
         clip_id=clip_id,
         user_id=user_id,
     )
-    session.add(row)
+    if session.get_bind().dialect.name == "postgresql":
+        result = await session.execute(
+            _RECORD_PG,
+            {
+                "id": row.id,
+                "org_id": org_id,
+                "type": type,
+                "occurred_at": row.occurred_at,
+                "data": json.dumps(data, separators=(",", ":")),
+                "clip_id": clip_id,
+                "user_id": user_id,
+                "channel": NOTIFY_CHANNEL,
+            },
+        )
+        row.seq = int(result.scalar_one())
+    else:
+        row.seq = await _next_seq(session, org_id)
+        await session.execute(
+            insert(Event).values(
+                id=row.id,
+                org_id=org_id,
+                seq=row.seq,
+                type=type,
+                occurred_at=row.occurred_at,
+                data=data,
+                clip_id=clip_id,
+                user_id=user_id,
+            )
+        )
     for hook in _recorded_hooks:
         await hook(session, row)
-    await _wake_after_commit(session, org_id)
+    _wake_after_commit(session, org_id)
     return row
 
 
@@ -165,17 +233,10 @@ def _after_rollback(sync_session: Session) -> None:
     sync_session.info.pop(_PENDING, None)
 
 
-async def _wake_after_commit(session: AsyncSession, org_id: uuid.UUID) -> None:
+def _wake_after_commit(session: AsyncSession, org_id: uuid.UUID) -> None:
     sync = session.sync_session
     if not event.contains(sync, "after_commit", _after_commit):
         event.listen(sync, "after_commit", _after_commit)
         event.listen(sync, "after_rollback", _after_rollback)
     pending: set[uuid.UUID] = sync.info.setdefault(_PENDING, set())
-    if org_id in pending:
-        return
     pending.add(org_id)
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT pg_notify(:channel, :org)"),
-            {"channel": NOTIFY_CHANNEL, "org": str(org_id)},
-        )

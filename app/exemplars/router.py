@@ -13,8 +13,8 @@ from app.deps import PrincipalDep, SessionDep, SettingsDep, public_base_url
 from app.exemplars import service
 from app.exemplars.models import Exemplar
 from app.exemplars.prep import prep_kit
+from app.exemplars.present import exemplar_view
 from app.exemplars.schemas import (
-    ExemplarClip,
     ExemplarLinkCreate,
     ExemplarLinkOut,
     ExemplarMark,
@@ -25,7 +25,6 @@ from app.idempotency.service import idempotent
 from app.openapi_meta import errors
 from app.pagination import Page, PageParams, page_params
 from app.playback.service import poster_url
-from app.users.schemas import PersonOut
 
 router = APIRouter(tags=["exemplars"])
 
@@ -45,25 +44,7 @@ def exemplar_out(
     """An exemplar as lists show it: its poster is the short-lived list URL, signed in memory
     (``now``: one signing time for a whole page)."""
     clip = exemplar.clip
-    poster = poster_url(settings, clip.id, clip.media, base_url, now=now)
-    return ExemplarOut(
-        clip=ExemplarClip(
-            id=clip.id,
-            title=clip.title,
-            owner=PersonOut.model_validate(clip.owner),
-            stage=clip.stage,
-            skills=list(clip.skills),
-            duration_ms=clip.duration_ms,
-            poster_url=poster,
-        ),
-        note=exemplar.note,
-        score=exemplar.score,
-        view_count=exemplar.viewer_count,
-        completion_rate=exemplar.completion_rate,
-        helpful_count=exemplar.helpful_count,
-        endorsed=exemplar.endorsed,
-        marked_at=exemplar.marked_at,
-    )
+    return exemplar_view(exemplar, poster_url(settings, clip.id, clip.media, base_url, now=now))
 
 
 def link_out(

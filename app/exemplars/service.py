@@ -16,7 +16,10 @@ from app.clips.models import Clip, ClipKind, ClipStatus
 from app.clips.service import get_clip, has_skill, matches_text
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.events import service as events
+from app.events import types as event_types
 from app.exemplars.models import Exemplar, ExemplarAction, ExemplarEvent, ExemplarLink
+from app.exemplars.present import exemplar_view
 from app.exemplars.repository import ExemplarRepository, save_scores, score_inputs
 from app.exemplars.scoring import exemplar_score
 from app.feedback.repository import helpful_by_clip
@@ -82,7 +85,15 @@ async def mark(
     )
     await session.flush()
     await refresh_scores(session, clip_ids=[clip.id])
-    return await get_exemplar(session, principal, clip.id)
+    marked = await get_exemplar(session, principal, clip.id)
+    await events.record(
+        session,
+        org_id=clip.org_id,
+        type=event_types.EXEMPLAR_MARKED,
+        data=exemplar_view(marked, poster_url=None).model_dump(mode="json"),
+        clip_id=clip.id,
+    )
+    return marked
 
 
 async def unmark(session: AsyncSession, principal: Principal, clip_id: uuid.UUID) -> None:
@@ -103,6 +114,13 @@ async def unmark(session: AsyncSession, principal: Principal, clip_id: uuid.UUID
         )
     )
     await session.flush()
+    await events.record(
+        session,
+        org_id=clip.org_id,
+        type=event_types.EXEMPLAR_UNMARKED,
+        data={"clip_id": str(clip.id), "stage": clip.stage, "unmarked_by": str(principal.id)},
+        clip_id=clip.id,
+    )
 
 
 async def get_exemplar(session: AsyncSession, principal: Principal, clip_id: uuid.UUID) -> Exemplar:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from app.deps import PrincipalDep, SessionDep
 from app.feedback import service
 from app.feedback.models import Feedback
-from app.feedback.repository import FeedbackItem
+from app.feedback.present import feedback_out, thread_fields
 from app.feedback.schemas import (
     FeedbackCreate,
     FeedbackOut,
@@ -22,60 +22,9 @@ from app.feedback.schemas import (
 from app.idempotency.service import idempotent
 from app.openapi_meta import errors
 from app.pagination import Page, PageParams, page_params
-from app.users.models import Role
 
 router = APIRouter(tags=["feedback"])
 JSON = "application/json"
-
-
-def _person(person_id: uuid.UUID | None, name: str | None, role: Role | None) -> Any:
-    if person_id is None:
-        return None
-    return {"id": str(person_id), "name": name, "role": role}
-
-
-def _fields(item: FeedbackItem) -> dict[str, Any]:
-    """An item's FeedbackOut fields as plain data: a page holds hundreds of items, and
-    building models for them costs more than the queries. (Ids as text because the
-    driver's UUID type is slow to serialize.)"""
-    parent_id, response_clip_id, mentions = (
-        item.parent_id,
-        item.response_clip_id,
-        item.mentions_json,
-    )
-    return {
-        "id": str(item.id),
-        "clip_id": str(item.clip_id),
-        "parent_id": None if parent_id is None else str(parent_id),
-        "author": _person(item.author_id, item.author_name, item.author_role),
-        "body": item.body,
-        "timestamp_ms": item.timestamp_ms,
-        "end_ms": item.end_ms,
-        "skill": item.skill,
-        "annotation": item.annotation,
-        "response_clip_id": None if response_clip_id is None else str(response_clip_id),
-        "mentions": json.loads(mentions) if mentions else [],
-        "resolved_at": item.resolved_at,
-        "resolved_by": _person(item.resolver_id, item.resolver_name, item.resolver_role),
-        "edited_at": item.edited_at,
-        "deleted": item.deleted_at is not None,
-        "helpful_count": item.helpful_count,
-        "reacted_by_me": bool(item.reacted_by_me),
-        "created_at": item.created_at,
-    }
-
-
-def feedback_out(item: FeedbackItem) -> FeedbackOut:
-    return FeedbackOut.model_validate(_fields(item))
-
-
-def thread_fields(thread: service.Thread) -> dict[str, Any]:
-    replies = [_fields(r) for r in thread.replies]
-    return {**_fields(thread.root), "reply_count": len(replies), "replies": replies}
-
-
-async def _one(session: SessionDep, principal: PrincipalDep, item: Feedback) -> FeedbackOut:
-    return feedback_out(await service.item_for(session, principal, item.id))
 
 
 @router.post(
@@ -118,8 +67,7 @@ async def create_feedback(
 ) -> JSONResponse:
     async def produce() -> tuple[int, dict[str, object]]:
         item = await service.create_feedback(session, principal, clip_id, body)
-        out = feedback_out(await service.item_for(session, principal, item.id))
-        return 201, out.model_dump(mode="json")
+        return 201, feedback_out(item).model_dump(mode="json")
 
     scope = f"POST /v1/clips/{clip_id}/feedback"
     response = await idempotent(
@@ -188,8 +136,7 @@ async def get_feedback(
 async def update_feedback(
     feedback_id: uuid.UUID, body: FeedbackUpdate, session: SessionDep, principal: PrincipalDep
 ) -> FeedbackOut:
-    item = await service.update_feedback(session, principal, feedback_id, body)
-    return await _one(session, principal, item)
+    return feedback_out(await service.update_feedback(session, principal, feedback_id, body))
 
 
 @router.delete(
@@ -214,8 +161,7 @@ async def delete_feedback(
 async def resolve(
     feedback_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> FeedbackOut:
-    item = await service.set_resolved(session, principal, feedback_id, True)
-    return await _one(session, principal, item)
+    return feedback_out(await service.set_resolved(session, principal, feedback_id, True))
 
 
 @router.delete(
@@ -227,8 +173,7 @@ async def resolve(
 async def reopen(
     feedback_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> FeedbackOut:
-    item = await service.set_resolved(session, principal, feedback_id, False)
-    return await _one(session, principal, item)
+    return feedback_out(await service.set_resolved(session, principal, feedback_id, False))
 
 
 @router.post(

@@ -15,7 +15,10 @@ from app.clips.repository import ClipRepository
 from app.clips.service import ensure_visible, get_clip
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.events import service as events
+from app.events import types as event_types
 from app.feedback.models import Feedback
+from app.feedback.present import event_data
 from app.feedback.repository import THREAD_ORDER, FeedbackItem, FeedbackRepository
 from app.feedback.schemas import FeedbackCreate, FeedbackUpdate
 from app.notifications.models import NotificationKind
@@ -27,6 +30,23 @@ from app.tenancy import Principal
 from app.users.repository import UserRepository
 
 EXCERPT_CHARS = 140
+
+
+async def _announced(
+    session: AsyncSession, principal: Principal, item: Feedback, event_type: str
+) -> FeedbackItem:
+    """The item as the API shows it (what the caller's response returns too), recorded as
+    ``event_type`` in the change's transaction."""
+    await session.flush()
+    shown = await FeedbackRepository.of(session, principal).item(item.id, principal.id)
+    await events.record(
+        session,
+        org_id=item.org_id,
+        type=event_type,
+        data=event_data(shown),
+        clip_id=item.clip_id,
+    )
+    return shown
 
 
 def _invalid(field_name: str, message: str, code: str) -> Unprocessable:
@@ -108,7 +128,7 @@ def _ensure_watchable(clip: Clip) -> None:
 
 async def create_feedback(
     session: AsyncSession, principal: Principal, clip_id: uuid.UUID, data: FeedbackCreate
-) -> Feedback:
+) -> FeedbackItem:
     clip = await get_clip(session, principal, clip_id)
     _ensure_watchable(clip)
     repo = FeedbackRepository.of(session, principal)
@@ -150,7 +170,7 @@ async def create_feedback(
     if root is None:
         await ClipRepository.of(session, principal).add_open_feedback(clip.id, +1)
     await _notify_new(session, principal, clip, item, root, mentions)
-    return item
+    return await _announced(session, principal, item, event_types.FEEDBACK_CREATED)
 
 
 async def _notify_new(
@@ -194,13 +214,6 @@ class FeedbackFilters:
 class Thread:
     root: FeedbackItem
     replies: list[FeedbackItem] = field(default_factory=list)
-
-
-async def item_for(
-    session: AsyncSession, principal: Principal, feedback_id: uuid.UUID
-) -> FeedbackItem:
-    """One item as lists show it, with the caller's helpful mark (to answer a change)."""
-    return await FeedbackRepository.of(session, principal).item(feedback_id, principal.id)
 
 
 def _thread_key(item: FeedbackItem) -> tuple[int, datetime, uuid.UUID]:
@@ -264,7 +277,7 @@ async def get_feedback(
 
 async def update_feedback(
     session: AsyncSession, principal: Principal, feedback_id: uuid.UUID, data: FeedbackUpdate
-) -> Feedback:
+) -> FeedbackItem:
     item, clip = await get_feedback(session, principal, feedback_id)
     if item.author_id != principal.id:
         raise Forbidden("Only the author may edit feedback.")
@@ -285,8 +298,7 @@ async def update_feedback(
     now = utcnow()
     item.edited_at = now
     item.updated_at = now
-    await session.flush()
-    return item
+    return await _announced(session, principal, item, event_types.FEEDBACK_UPDATED)
 
 
 async def delete_feedback(
@@ -300,7 +312,21 @@ async def delete_feedback(
     repo = FeedbackRepository.of(session, principal)
     if item.is_root and item.resolved_at is None:
         await ClipRepository.of(session, principal).add_open_feedback(item.clip_id, -1)
-    if item.is_root and await repo.reply_count(item.id) > 0:
+    tombstone = item.is_root and await repo.reply_count(item.id) > 0
+    await events.record(
+        session,
+        org_id=item.org_id,
+        type=event_types.FEEDBACK_DELETED,
+        data={
+            "id": str(item.id),
+            "clip_id": str(item.clip_id),
+            "parent_id": None if item.parent_id is None else str(item.parent_id),
+            # A thread with replies stays as a tombstone (deleted: true) in lists.
+            "tombstone": tombstone,
+        },
+        clip_id=item.clip_id,
+    )
+    if tombstone:
         item.deleted_at = utcnow()
         item.body = ""
         item.annotation = None
@@ -317,14 +343,16 @@ async def delete_feedback(
 
 async def set_resolved(
     session: AsyncSession, principal: Principal, feedback_id: uuid.UUID, resolved: bool
-) -> Feedback:
+) -> FeedbackItem:
     item, clip = await get_feedback(session, principal, feedback_id)
     if not item.is_root:
         raise Unprocessable("Only a thread (not a reply) can be resolved.", code="not_a_thread")
     allowed = {clip.owner_id, item.author_id}
     if principal.id not in allowed and not principal.has_role(*OVERSEERS):
         raise Forbidden("Only the clip's owner, the author, coaches and admins resolve feedback.")
+    changed: str | None = None
     if resolved and item.resolved_at is None:
+        changed = event_types.FEEDBACK_RESOLVED
         item.resolved_at = utcnow()
         item.resolved_by_id = principal.id
         cause = Cause(
@@ -337,11 +365,14 @@ async def set_resolved(
         await notify(session, cause, [(item.author_id, NotificationKind.feedback_resolved)])
         await ClipRepository.of(session, principal).add_open_feedback(clip.id, -1)
     elif not resolved and item.resolved_at is not None:
+        changed = event_types.FEEDBACK_REOPENED
         item.resolved_at = None
         item.resolved_by_id = None
         await ClipRepository.of(session, principal).add_open_feedback(clip.id, +1)
-    await session.flush()
-    return item
+    if changed is None:  # repeating a resolve or a reopen changes nothing: no event
+        await session.flush()
+        return await FeedbackRepository.of(session, principal).item(item.id, principal.id)
+    return await _announced(session, principal, item, changed)
 
 
 async def set_helpful(

@@ -7,54 +7,23 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 
-from app.db import utcnow
 from app.deps import PrincipalDep, SessionDep
 from app.idempotency.service import idempotent
 from app.openapi_meta import errors
 from app.pagination import Page, PageParams, page_params
 from app.reviews import service
-from app.reviews.models import ReviewRequest, ReviewStatus
+from app.reviews.models import ReviewStatus
+from app.reviews.present import review_out
 from app.reviews.profile import skill_profile
 from app.reviews.schemas import (
     ReviewComplete,
     ReviewDecline,
-    ReviewedClip,
     ReviewRequestCreate,
     ReviewRequestOut,
     SkillProfile,
 )
-from app.users.schemas import PersonOut
 
 router = APIRouter(tags=["reviews"])
-
-
-def review_out(request: ReviewRequest) -> ReviewRequestOut:
-    clip = request.clip
-    return ReviewRequestOut(
-        id=request.id,
-        clip=ReviewedClip(
-            id=clip.id,
-            title=clip.title,
-            stage=clip.stage,
-            status=clip.status,
-            owner_id=clip.owner_id,
-        ),
-        requester=PersonOut.model_validate(request.requester),
-        reviewer=PersonOut.model_validate(request.reviewer),
-        status=request.status,
-        message=request.message,
-        due_at=request.due_at,
-        overdue=(
-            request.status == ReviewStatus.pending
-            and request.due_at is not None
-            and request.due_at < utcnow()
-        ),
-        scores={s.skill: s.score for s in request.scores},
-        summary=request.summary,
-        decline_reason=request.decline_reason,
-        responded_at=request.responded_at,
-        created_at=request.created_at,
-    )
 
 
 @router.post(

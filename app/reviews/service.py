@@ -14,10 +14,13 @@ from app.clips.models import Clip, ClipStatus
 from app.clips.service import get_clip
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.events import service as events
+from app.events import types as event_types
 from app.notifications.models import NotificationKind
 from app.notifications.service import Cause, notify
 from app.pagination import PageParams, SortKey, paginate
 from app.reviews.models import ReviewRequest, ReviewScore, ReviewStatus
+from app.reviews.present import review_out
 from app.reviews.repository import ReviewRepository
 from app.reviews.schemas import ReviewComplete, ReviewRequestCreate
 from app.stages.service import skill_keys
@@ -42,6 +45,16 @@ def _cause(request: ReviewRequest, clip: Clip, actor_id: uuid.UUID) -> Cause:
         clip_id=clip.id,
         review_request_id=request.id,
         data={"clip_title": clip.title},
+    )
+
+
+async def _announce(session: AsyncSession, request: ReviewRequest, event_type: str) -> None:
+    await events.record(
+        session,
+        org_id=request.org_id,
+        type=event_type,
+        data=review_out(request).model_dump(mode="json"),
+        clip_id=request.clip_id,
     )
 
 
@@ -95,7 +108,9 @@ async def create_request(
         _cause(request, clip, principal.id),
         [(reviewer.id, NotificationKind.review_requested)],
     )
-    return await get_request(session, principal, request.id)
+    created = await get_request(session, principal, request.id)
+    await _announce(session, created, event_types.REVIEW_REQUEST_CREATED)
+    return created
 
 
 def _involving(session: AsyncSession, principal: Principal) -> Select[ReviewRequest]:
@@ -202,6 +217,7 @@ async def complete_request(
         _cause(request, clip, principal.id),
         _requesters(request, NotificationKind.review_completed),
     )
+    await _announce(session, request, event_types.REVIEW_REQUEST_COMPLETED)
     return request
 
 
@@ -218,4 +234,5 @@ async def decline_request(
         _cause(request, request.clip, principal.id),
         _requesters(request, NotificationKind.review_declined),
     )
+    await _announce(session, request, event_types.REVIEW_REQUEST_DECLINED)
     return request

@@ -398,8 +398,8 @@ async def store_whole_body(
 
 async def expire_stale(
     session: AsyncSession, storage: Storage, *, limit: int = 100
-) -> list[uuid.UUID]:
-    """Abort uploads past their deadline; returns the ids of the files they were for."""
+) -> list[Upload]:
+    """Abort uploads past their deadline; returns them (now ``expired``)."""
     uploads = (
         await session.scalars(
             select(Upload)
@@ -411,4 +411,4 @@ async def expire_stale(
         await storage.abort_multipart(upload.storage_key, upload.multipart_id)
         upload.status = UploadStatus.expired
     await session.flush()
-    return [upload.clip_id for upload in uploads]
+    return list(uploads)
