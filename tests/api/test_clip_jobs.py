@@ -137,6 +137,19 @@ async def test_stale_uploads_expire(app: Any, client: httpx.AsyncClient, make_or
     assert (await client.put(url, content=b"x" * 1000)).status_code == 409
     other = (await client.get(f"/v1/clips/{fresh['clip']['id']}", headers=rep.headers)).json()
     assert other["status"] == "awaiting_upload"
+    # Once each: an upload.expired event, the clip's failure, and a word to its owner.
+    r = await client.get(
+        "/v1/events", params={"types": "upload.*,clip.*"}, headers=org.admin.headers
+    )
+    events = r.json()["items"]
+    assert [e["type"] for e in events] == ["upload.expired", "clip.failed"]
+    assert events[0]["data"]["id"] == stale["upload"]["id"]
+    assert events[0]["data"]["clip_id"] == stale["clip"]["id"]
+    assert events[0]["data"]["status"] == "expired"
+    assert events[1]["data"]["id"] == stale["clip"]["id"]
+    assert events[1]["data"]["error"]["code"] == "upload_expired"
+    notes = (await client.get("/v1/notifications", headers=rep.headers)).json()["items"]
+    assert [(n["kind"], n["clip_id"]) for n in notes] == [("upload_expired", stale["clip"]["id"])]
 
 
 async def test_readyz_reports_storage_down(make_settings: Any) -> None:
