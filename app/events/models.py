@@ -4,22 +4,26 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, TenantMixin, utcnow
+from app.db import Base, IdMixin, utcnow
 
 
-class Event(TenantMixin, Base):
-    """One domain event, written in the transaction of its cause (the outbox)."""
+class Event(IdMixin, Base):
+    """One domain event, written in the transaction of its cause (the outbox).
+
+    Written on every change of the product, so it carries only the indexes its readers
+    need: (org_id, seq) for replay and the stream, and the primary key, whose uuid7 ids are
+    time-ordered, for the retention sweep.
+    """
 
     __tablename__ = "events"
-    __table_args__ = (
-        UniqueConstraint("org_id", "seq", name="uq_events_org_seq"),
-        Index("ix_events_occurred_at", "occurred_at"),
-    )
+    __table_args__ = (UniqueConstraint("org_id", "seq", name="uq_events_org_seq"),)
 
-    # Strictly increasing per organization, in commit order (see service.record).
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # Strictly increasing per organization, in commit order: the row is written with it
+    # just before the recording transaction commits (see service.record).
     seq: Mapped[int] = mapped_column(BigInteger)
     type: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -28,7 +32,7 @@ class Event(TenantMixin, Base):
     # Who may see it on the live stream: events about a clip follow the clip's visibility;
     # a notification's event goes to its recipient only. No foreign keys: events outlive
     # the rows they describe (clip.deleted, feedback.deleted).
-    clip_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    clip_id: Mapped[uuid.UUID | None]
     user_id: Mapped[uuid.UUID | None]
 
 

@@ -11,15 +11,14 @@ receivers ordering by seq rely on).
 from __future__ import annotations
 
 import contextlib
-import json
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
-    DateTime,
     Uuid,
     bindparam,
     delete,
@@ -29,7 +28,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -51,46 +49,98 @@ def on_recorded(hook: RecordedHook) -> None:
         _recorded_hooks.append(hook)
 
 
-async def _next_seq(session: AsyncSession, org_id: uuid.UUID) -> int:
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    upsert = (
-        insert(EventSequence)
-        .values(org_id=org_id, last_seq=1)
-        .on_conflict_do_update(
-            index_elements=[EventSequence.org_id],
-            set_={"last_seq": EventSequence.last_seq + 1},
-        )
-        .returning(EventSequence.last_seq)
-    )
-    return int((await session.execute(upsert)).scalar_one())
+# A transaction's events are written just before it commits, all at once, with their seqs:
+# the organization's sequence row stays locked only from there to the commit (writers of one
+# organization queue for a moment, not for the rest of each other's requests), and on
+# PostgreSQL the whole outbox costs the transaction one statement.
+_PENDING_EVENTS = "peerpitch_events_pending_rows"
 
-
-# PostgreSQL: the sequence bump, the row and its NOTIFY in one round trip (this runs on every
-# write of the product, e.g. each feedback post and its notification). NOTIFY is delivered at
-# commit, and PostgreSQL folds a transaction's identical notifications into one.
-_RECORD_PG = text(
+_WRITE_PG = text(
     """
     WITH s AS (
-        INSERT INTO event_sequences (org_id, last_seq) VALUES (:org_id, 1)
-        ON CONFLICT (org_id) DO UPDATE SET last_seq = event_sequences.last_seq + 1
+        INSERT INTO event_sequences (org_id, last_seq) VALUES (:org_id, :n)
+        ON CONFLICT (org_id) DO UPDATE SET last_seq = event_sequences.last_seq + :n
         RETURNING last_seq
-    ), e AS (
-        INSERT INTO events (id, org_id, seq, type, occurred_at, data, clip_id, user_id)
-        SELECT :id, :org_id, s.last_seq, :type, :occurred_at, CAST(:data AS JSON),
-               :clip_id, :user_id
-        FROM s
-        RETURNING seq
     )
-    SELECT e.seq, pg_notify(:channel, CAST(:org_id AS TEXT)) FROM e
+    INSERT INTO events (id, org_id, seq, type, occurred_at, data, clip_id, user_id)
+    SELECT t.id, :org_id, s.last_seq - :n + t.ord, t.type, t.occurred_at, t.data,
+           t.clip_id, t.user_id
+    FROM s, unnest(
+        CAST(:ids AS uuid[]), CAST(:types AS text[]), CAST(:occurred AS timestamptz[]),
+        CAST(:datas AS json[]), CAST(:clip_ids AS uuid[]), CAST(:user_ids AS uuid[])
+    ) WITH ORDINALITY AS t(id, type, occurred_at, data, clip_id, user_id, ord)
+    RETURNING pg_notify(:channel, CAST(:org_id AS TEXT))
     """
-).bindparams(
-    bindparam("id", type_=Uuid()),
-    bindparam("org_id", type_=Uuid()),
-    bindparam("clip_id", type_=Uuid()),
-    bindparam("user_id", type_=Uuid()),
-    bindparam("occurred_at", type_=DateTime(timezone=True)),
-)
+).bindparams(bindparam("org_id", type_=Uuid()))
+
+
+def _text_or_none(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _write_events(sync_session: Session) -> None:
+    """before_commit: write the transaction's events with their seqs, in the order recorded
+    (on PostgreSQL one statement per organization, with the NOTIFY that wakes live streams;
+    delivered at commit, and PostgreSQL folds a transaction's identical ones)."""
+    pending: dict[uuid.UUID, list[Event]] = sync_session.info.pop(_PENDING_EVENTS, {})
+    if not pending:
+        return
+    postgres = sync_session.get_bind().dialect.name == "postgresql"
+    for org_id, rows in pending.items():
+        n = len(rows)
+        if postgres:
+            sync_session.execute(
+                _WRITE_PG,
+                {
+                    "org_id": org_id,
+                    "n": n,
+                    "ids": [str(r.id) for r in rows],
+                    "types": [r.type for r in rows],
+                    "occurred": [r.occurred_at for r in rows],
+                    "datas": [orjson.dumps(r.data).decode() for r in rows],
+                    "clip_ids": [_text_or_none(r.clip_id) for r in rows],
+                    "user_ids": [_text_or_none(r.user_id) for r in rows],
+                    "channel": NOTIFY_CHANNEL,
+                },
+            )
+            continue
+        upsert = (
+            sqlite_insert(EventSequence)
+            .values(org_id=org_id, last_seq=n)
+            .on_conflict_do_update(
+                index_elements=[EventSequence.org_id],
+                set_={"last_seq": EventSequence.last_seq + n},
+            )
+            .returning(EventSequence.last_seq)
+        )
+        first = int(sync_session.execute(upsert).scalar_one()) - n + 1
+        sync_session.execute(
+            insert(Event),
+            [
+                {
+                    "id": r.id,
+                    "org_id": org_id,
+                    "seq": first + i,
+                    "type": r.type,
+                    "occurred_at": r.occurred_at,
+                    "data": r.data,
+                    "clip_id": r.clip_id,
+                    "user_id": r.user_id,
+                }
+                for i, r in enumerate(rows)
+            ],
+        )
+
+
+def _drop_pending(sync_session: Session) -> None:
+    sync_session.info.pop(_PENDING_EVENTS, None)
+
+
+def _as_text(value: object) -> str:
+    """For what orjson does not know: the driver's own UUID type of raw rows (asyncpg)."""
+    if isinstance(value, uuid.UUID) or type(value).__name__ == "UUID":
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 async def record(
@@ -102,10 +152,14 @@ async def record(
     clip_id: uuid.UUID | None = None,
     user_id: uuid.UUID | None = None,
 ) -> Event:
-    """Add an event to the caller's transaction. The returned row is not in the session
-    (it is written by a statement of its own); hooks and callers read its fields."""
+    """Add an event to the caller's transaction: written, with its ``seq``, just before the
+    transaction commits (so the returned row's ``seq`` is None, and nothing is written if
+    it rolls back). The row is not in the session; hooks read its fields."""
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}: add it to app.events.types")
+    # One serialization, by orjson (datetimes, UUIDs and enums as the API writes them): the
+    # data may be a response's plain fields rather than a validated model.
+    data = orjson.loads(orjson.dumps(data, default=_as_text, option=orjson.OPT_UTC_Z))
     row = Event(
         id=uuid7(),
         org_id=org_id,
@@ -115,35 +169,11 @@ async def record(
         clip_id=clip_id,
         user_id=user_id,
     )
-    if session.get_bind().dialect.name == "postgresql":
-        result = await session.execute(
-            _RECORD_PG,
-            {
-                "id": row.id,
-                "org_id": org_id,
-                "type": type,
-                "occurred_at": row.occurred_at,
-                "data": json.dumps(data, separators=(",", ":")),
-                "clip_id": clip_id,
-                "user_id": user_id,
-                "channel": NOTIFY_CHANNEL,
-            },
-        )
-        row.seq = int(result.scalar_one())
-    else:
-        row.seq = await _next_seq(session, org_id)
-        await session.execute(
-            insert(Event).values(
-                id=row.id,
-                org_id=org_id,
-                seq=row.seq,
-                type=type,
-                occurred_at=row.occurred_at,
-                data=data,
-                clip_id=clip_id,
-                user_id=user_id,
-            )
-        )
+    sync = session.sync_session
+    if not event.contains(sync, "before_commit", _write_events):
+        event.listen(sync, "before_commit", _write_events)
+        event.listen(sync, "after_rollback", _drop_pending)
+    sync.info.setdefault(_PENDING_EVENTS, {}).setdefault(org_id, []).append(row)
     for hook in _recorded_hooks:
         await hook(session, row)
     _wake_after_commit(session, org_id)
@@ -193,9 +223,17 @@ async def last_seq(session: AsyncSession, org_id: uuid.UUID) -> int:
     return int(seq or 0)
 
 
+def _first_uuid7_at(moment: datetime) -> uuid.UUID:
+    """The smallest uuid7 made at ``moment``: ids below it were made before."""
+    ms = int(moment.timestamp() * 1000)
+    return uuid.UUID(int=(ms << 80) | (0x7 << 76))
+
+
 async def purge_expired(session: AsyncSession, retention_days: int) -> int:
-    cutoff = utcnow() - timedelta(days=retention_days)
-    result = await session.execute(delete(Event).where(Event.occurred_at < cutoff))
+    """Drop events recorded before the retention window, by id (uuid7 ids are made at record
+    time, so the primary key orders them by age: no index of its own for the sweep)."""
+    cutoff = _first_uuid7_at(utcnow() - timedelta(days=retention_days))
+    result = await session.execute(delete(Event).where(Event.id < cutoff))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

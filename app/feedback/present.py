@@ -62,7 +62,8 @@ def thread_fields(thread: Thread) -> dict[str, Any]:
 
 
 def event_data(item: FeedbackItem) -> dict[str, Any]:
-    """The item for an event: the response's shape without what depends on the caller."""
-    return FeedbackOut.model_validate(feedback_fields(item)).model_dump(
-        mode="json", exclude={"reacted_by_me"}
-    )
+    """The item for an event: the response's fields without what depends on the caller
+    (plain data; the outbox serializes it as responses are)."""
+    fields = feedback_fields(item)
+    del fields["reacted_by_me"]
+    return fields

@@ -16,7 +16,6 @@ from app.events import service as events
 from app.events.types import NOTIFICATION_CREATED
 from app.notifications.models import Notification, NotificationKind
 from app.notifications.repository import NotificationRepository
-from app.notifications.schemas import NotificationOut
 from app.pagination import PageParams, SortKey, paginate
 from app.tenancy import Principal
 from app.users.models import Role, User
@@ -75,10 +74,27 @@ async def notify(
             session,
             org_id=n.org_id,
             type=NOTIFICATION_CREATED,
-            data=NotificationOut.of(n, actor).model_dump(mode="json"),
+            data=event_data(n, actor),
             user_id=n.user_id,
         )
     return created
+
+
+def event_data(n: Notification, actor: User | None) -> dict[str, Any]:
+    """NotificationOut's fields as plain data (one is written for every notification)."""
+    return {
+        "id": n.id,
+        "kind": n.kind,
+        "actor": None
+        if actor is None
+        else {"id": actor.id, "name": actor.name, "role": actor.role},
+        "clip_id": n.clip_id,
+        "feedback_id": n.feedback_id,
+        "review_request_id": n.review_request_id,
+        "data": n.data,
+        "read_at": n.read_at,
+        "created_at": n.created_at,
+    }
 
 
 async def notify_admins(

@@ -202,17 +202,36 @@ async def test_concurrent_writers_get_distinct_seqs_in_commit_order(
     assert [r.seq for r in rows] == list(range(1, 13))
 
 
-async def test_recording_costs_one_statement_per_event_on_postgresql(
+async def test_recording_costs_a_statement_per_event_and_one_at_commit_on_postgresql(
     app: Any, make_org: Any, database_url: str
 ) -> None:
-    # This runs on every write of the product: on PostgreSQL the sequence bump, the row and
-    # its NOTIFY are one round trip (SQLite, in process, takes two statements).
+    # This runs on every write of the product: the transaction's events are written, with
+    # their seqs and their NOTIFY, by one statement just before it commits.
     org = await make_org()
     org_id = uuid.UUID(org.admin.org_id)
-    async with app.state.sessionmaker.begin() as session:
-        with statements_during(app) as statements:
+    with statements_during(app) as statements:
+        async with app.state.sessionmaker.begin() as session:
             await events.record(session, org_id=org_id, type="clip.deleted", data={"id": "x"})
             await events.record(session, org_id=org_id, type="clip.deleted", data={"id": "y"})
     written = [s for s in statements if "event" in s.lower()]
-    expected = 2 if database_url.startswith("postgresql") else 4
+    # SQLite (in process): an upsert, then one INSERT of both rows.
+    expected = 1 if database_url.startswith("postgresql") else 2
     assert len(written) == expected, written
+    async with app.state.sessionmaker() as session:
+        rows = (await session.scalars(select(Event).order_by(Event.seq))).all()
+    assert [(r.seq, r.data) for r in rows] == [(1, {"id": "x"}), (2, {"id": "y"})]
+
+
+async def test_a_rolled_back_transaction_leaves_no_event_and_no_gap(
+    app: Any, make_org: Any
+) -> None:
+    org = await make_org()
+    org_id = uuid.UUID(org.admin.org_id)
+    async with app.state.sessionmaker() as session:
+        await events.record(session, org_id=org_id, type="clip.deleted", data={"id": "gone"})
+        await session.rollback()
+    async with app.state.sessionmaker.begin() as session:
+        await events.record(session, org_id=org_id, type="clip.deleted", data={"id": "kept"})
+    async with app.state.sessionmaker() as session:
+        rows = (await session.scalars(select(Event))).all()
+    assert [(r.seq, r.data) for r in rows] == [(1, {"id": "kept"})]
