@@ -361,6 +361,12 @@ step "POST /v1/notifications/read with those ids (an empty list is fine), then a
 as rep POST /v1/notifications/read "$(jq -c '{ids: [.items[].id]}' "$WORK/notes.json")" | jq -c .
 as top POST /v1/notifications/read '{"all": true}' | jq -c .
 
+step "GET /v1/events (admin): every change as an event, in seq order; here the pitch's"
+as admin GET "/v1/events?types=clip.*,feedback.*,review_request.*&limit=100" |
+  jq -r --arg clip "$PITCH" '.items[]
+    | select((.data.id // .data.clip_id) == $clip or .data.clip_id == $clip)
+    | "\(.seq)\t\(.type)"'
+
 # --- 12. Refresh-token rotation ---------------------------------------------------------------
 
 step "POST /v1/auth/refresh with the refresh token saved at login: a new pair"
