@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # Development and tests only: lets webhook URLs resolve to loopback addresses (and
     # nothing else that is not public); production always refuses them.
     webhook_allow_loopback: bool = False
+    # "loopback": every webhook host resolves to 127.0.0.1 and only loopback connections are
+    # made (sandboxes and test servers whose URLs are made up); "system": real DNS.
+    webhook_egress: Literal["system", "loopback"] = "system"
 
     # Jobs and workers
     embedded_worker: bool | None = None

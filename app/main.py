@@ -9,7 +9,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-import app.models  # noqa: F401  (every table in the metadata before the first query)
+import app.models  # every table in the metadata before the first query
+import app.tasks  # noqa: F401  (composition root: hooks such as the webhook fan-out)
 from app.auth.router import router as auth_router
 from app.clips.router import router as clips_router
 from app.clips.uploads_router import router as uploads_router
@@ -17,6 +18,7 @@ from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
+from app.events.stream import EventHub
 from app.exemplars.router import router as exemplars_router
 from app.feedback.router import router as feedback_router
 from app.notifications.router import router as notifications_router
@@ -32,6 +34,7 @@ from app.storage import S3Storage, build_storage
 from app.storage.media_router import router as media_router
 from app.users.router import router as users_router
 from app.views.router import router as views_router
+from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger("peerpitch")
 
@@ -61,10 +64,14 @@ def create_app(
         if isinstance(storage, S3Storage) and not settings.is_production:
             # Development convenience; production runs `peerpitch init-storage` once.
             await storage.ensure_bucket(settings.cors_origins, allow_any_origin=True)
+        # This process's live event streams (GET /v1/events/stream) share one hub.
+        app.state.event_hub = hub = EventHub(engine)
+        await hub.start()
         try:
             async with background(app) if background is not None else nullcontext():
                 yield
         finally:
+            await hub.close()
             await app.state.clip_states.close()
             await engine.dispose()
 
@@ -102,6 +109,7 @@ def create_app(
         notifications_router,
         exemplars_router,
         events_router,
+        webhooks_router,
     )
     for router in routers:
         app.include_router(router)

@@ -15,6 +15,7 @@ from app.stages.models import Skill, Stage
 from app.uploads.models import Upload
 from app.users.models import User
 from app.views.models import ClipView
+from app.webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 
 __all__ = [
     "Base",
@@ -39,4 +40,7 @@ __all__ = [
     "Stage",
     "Upload",
     "User",
+    "WebhookDelivery",
+    "WebhookDeliveryAttempt",
+    "WebhookEndpoint",
 ]

@@ -108,6 +108,18 @@ def _user_links(user_id: str) -> dict[str, Link]:
     }
 
 
+def _webhook_links(webhook_id: str) -> dict[str, Link]:
+    hook = {"webhook_id": webhook_id}
+    return {
+        "GetWebhook": ("webhooks_get", hook),
+        "UpdateWebhook": ("webhooks_update", hook),
+        "DeleteWebhook": ("webhooks_delete", hook),
+        "RotateSecret": ("webhooks_rotate_secret", hook),
+        "ListDeliveries": ("webhooks_list_deliveries", hook),
+        "SendTest": ("webhooks_test", hook),
+    }
+
+
 # (source operationId, response status) -> links. Sources are the operations that create a
 # resource or return one; tests check every source and target exists.
 LINKS: dict[tuple[str, str], dict[str, Link]] = {
@@ -127,6 +139,18 @@ LINKS: dict[tuple[str, str], dict[str, Link]] = {
     ("stages_create", "201"): {
         "GetStage": ("stages_get", {"key": "$response.body#/key"}),
         "UpdateStage": ("stages_update", {"key": "$response.body#/key"}),
+    },
+    ("webhooks_create", "201"): _webhook_links("$response.body#/id"),
+    ("webhooks_get", "200"): _webhook_links("$response.body#/id"),
+    ("webhooks_test", "202"): {
+        name: (
+            target,
+            {"webhook_id": "$request.path.webhook_id", "delivery_id": "$response.body#/id"},
+        )
+        for name, target in (
+            ("GetDelivery", "webhooks_get_delivery"),
+            ("RetryDelivery", "webhooks_retry_delivery"),
+        )
     },
     ("exemplars_add_link", "201"): {
         "RemoveLink": (

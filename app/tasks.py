@@ -12,21 +12,31 @@ from app.clips import lifecycle
 from app.clips.tasks import expire_uploads, fail_abandoned_transcodes, purge_clip
 from app.clips.transcode import transcode_clip
 from app.config import Settings
+from app.events import service as events
 from app.events.tasks import purge_expired_events
 from app.exemplars.service import notify_pitch_ready
 from app.exemplars.tasks import REFRESH_INTERVAL_S, refresh_exemplar_scores
 from app.idempotency.tasks import purge_idempotency_records
-from app.jobs.kinds import PURGE_CLIP, TRANSCODE_CLIP
+from app.jobs.kinds import PURGE_CLIP, TRANSCODE_CLIP, WEBHOOK_DELIVER
 from app.jobs.registry import registry
+from app.webhooks import service as webhooks
+from app.webhooks.tasks import deliver_webhook, fail_stranded_deliveries, purge_deliveries
 
 registry.add(TRANSCODE_CLIP, transcode_clip)
 registry.add(PURGE_CLIP, purge_clip)
+registry.add(WEBHOOK_DELIVER, deliver_webhook)
 # Periodic tasks run in every worker; each is idempotent and safe to overlap.
 registry.register_periodic("uploads.expire", 300, expire_uploads)
 registry.register_periodic("idempotency.purge_expired", 300, purge_idempotency_records)
 registry.register_periodic("clips.fail_abandoned_transcodes", 60, fail_abandoned_transcodes)
 registry.register_periodic("exemplars.refresh_scores", REFRESH_INTERVAL_S, refresh_exemplar_scores)
 registry.register_periodic("events.purge_expired", 3600, purge_expired_events)
+registry.register_periodic("webhooks.purge_deliveries", 3600, purge_deliveries)
+registry.register_periodic("webhooks.fail_stranded", 300, fail_stranded_deliveries)
+
+# Every recorded event becomes a delivery for each enabled webhook subscribed to it, in the
+# event's transaction.
+events.on_recorded(webhooks.fan_out)
 
 
 async def _notify_pitch_ready(

@@ -48,5 +48,6 @@ class JobKind:
 # The product's kinds. Payloads are JSON objects; each handler documents its own.
 TRANSCODE_CLIP = JobKind("transcode_clip")  # {"clip_id", "org_id"}
 PURGE_CLIP = JobKind("purge_clip")  # {"clip_id", "org_id"}
+WEBHOOK_DELIVER = JobKind("webhook_deliver")  # {"delivery_id", "org_id"}: one attempt
 
-PRODUCT_KINDS: frozenset[JobKind] = frozenset({TRANSCODE_CLIP, PURGE_CLIP})
+PRODUCT_KINDS: frozenset[JobKind] = frozenset({TRANSCODE_CLIP, PURGE_CLIP, WEBHOOK_DELIVER})

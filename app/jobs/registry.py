@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import httpcore
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -43,6 +44,10 @@ class JobServices:
     """What handlers and periodic tasks use besides the database: built once per worker."""
 
     storage: Storage
+    # Webhook deliveries (app.webhooks): the DNS resolver (host, port) -> IPs and the network
+    # backend they connect through; None means the system's. Tests inject loopback-only ones.
+    webhook_resolver: Callable[[str, int], Awaitable[list[str]]] | None = None
+    webhook_connector: httpcore.AsyncNetworkBackend | None = None
 
 
 @dataclass(kw_only=True)

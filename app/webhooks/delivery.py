@@ -490,3 +490,49 @@ async def deliver(
     except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
         return result(status, f"{type(exc).__name__}: {_short(exc)}")
     return result(status, None, excerpt=excerpt)
+
+
+# --- a sandbox for test servers -------------------------------------------------------------
+
+
+async def loopback_resolver(host: str, port: int) -> list[str]:
+    """Every name is 127.0.0.1: no DNS query leaves the host (servers under outside test tools)."""
+    return ["127.0.0.1"]
+
+
+class LoopbackOnlyBackend(httpcore.AsyncNetworkBackend):
+    """Connects to loopback addresses only; any other address is a connect error. With
+    ``loopback_resolver`` it keeps every delivery of a test server on the machine."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface, by keyword
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        ip = _ip(host)
+        if ip is None or not ip.is_loopback:
+            raise httpcore.ConnectError(f"egress is limited to loopback: {host}")
+        return await self._inner.connect_tcp(
+            host,
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface, by keyword
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("egress is limited to loopback TCP")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)

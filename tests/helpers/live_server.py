@@ -69,6 +69,9 @@ def live_server(
             "PEERPITCH_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "PEERPITCH_JOB_POLL_INTERVAL_S": "0.2",
             "PEERPITCH_LOG_LEVEL": "WARNING",
+            # Webhook URLs made up by a test or a fuzzer never reach real DNS or another host.
+            "PEERPITCH_WEBHOOK_EGRESS": "loopback",
+            "PEERPITCH_WEBHOOK_ALLOW_LOOPBACK": "true",
             **(extra_env or {}),
         }
         peerpitch = str(BIN / "peerpitch")
