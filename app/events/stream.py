@@ -30,7 +30,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -206,6 +206,8 @@ class EventHub:
         self._orgs: dict[uuid.UUID, _Org] = {}
         self._streams = 0
         self._tasks: list[asyncio.Task[None]] = []
+        # Every org's reader task, running or finishing (a dropped org's ends at its wake).
+        self._org_tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.listening = asyncio.Event()  # set while LISTEN is active (tests, bench)
 
@@ -223,14 +225,12 @@ class EventHub:
     async def close(self) -> None:
         """End every stream (their clients reconnect to another process) and stop."""
         events.remove_listener(self._on_local_commit)
-        tasks = [t for t in self._tasks if not t.done()]
         for org in list(self._orgs.values()):
             for subs in org.users.values():
                 for sub in subs:
                     sub.end("shutdown")
-            if org.task is not None:
-                tasks.append(org.task)
             self._drop_org(org)
+        tasks = [t for t in [*self._tasks, *self._org_tasks] if not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -261,6 +261,8 @@ class EventHub:
         if org is None:
             org = _Org(user.org_id, last_seq=current)
             org.task = asyncio.create_task(self._run_org(org), name=f"events-hub-{user.org_id}")
+            self._org_tasks.add(org.task)
+            org.task.add_done_callback(self._org_tasks.discard)
             self._orgs[user.org_id] = org
             org.wake.set()  # whatever committed since ``current`` was read
         viewer = Viewer.of(user)
@@ -468,7 +470,7 @@ async def start_position(
 
 async def event_stream(
     hub: EventHub, user: User, start: int, current: int, expires_at: float | None
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The frames of one stream until its token expires, its user is deactivated, it lags
     too far, the server stops or the client goes (the response then cancels it here)."""
     sub = hub.subscribe(user, start, current)
