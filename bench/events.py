@@ -14,8 +14,8 @@ the 500 streams open minus its RSS before, / 500).
 
 Goal: p99 commit-to-delivery <= 1 s with 500 streams.
 
-(b) Feedback creation with vs. without the outbox row: the lead's part (see
-``write_cost`` below; bench/outbox.py measures it on its own for now).
+(b) Feedback creation with vs. without the outbox row (bench/outbox.py, run from here):
+goal >= 0.9 x the throughput.
 
     .venv/bin/python bench/events.py [--streams 500] [--users 100] [--events 40]
         [--interval 0.25] [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import re
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -269,9 +270,24 @@ class WriteCost:
 
 
 def write_cost(args: argparse.Namespace, url: str) -> WriteCost | None:
-    """The lead's part: feedback creation with vs. without the outbox row on the same
-    scratch database (bench/outbox.py measures it on its own for now). None: not run."""
-    return None
+    """Feedback creation with vs. without the outbox: bench/outbox.py (two API processes,
+    one with recording switched off, A B B A rounds on its own scratch database)."""
+    if args.skip_write_cost:
+        return None
+    run = subprocess.run(
+        [sys.executable, str(BENCH / "outbox.py"), "--database-url", args.database_url,
+         "--seconds", str(args.write_seconds), "--rounds", "2", "--clients", "16"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    print(run.stdout, end="")
+    rps = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"POST (with events|without)\s+(\d+)", run.stdout)
+    }
+    if len(rps) != 2:
+        print(run.stderr[-2000:], file=sys.stderr)
+        return None
+    return WriteCost(rps["with events"], rps["without"])
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -284,6 +300,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=40)
     parser.add_argument("--interval", type=float, default=0.25,
                         help="seconds between two events' commits")  # fmt: skip
+    parser.add_argument("--write-seconds", type=float, default=10,
+                        help="length of one round of the outbox-cost part")  # fmt: skip
+    parser.add_argument("--skip-write-cost", action="store_true")
     harness.add_database_url(parser)
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
