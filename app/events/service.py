@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,9 +28,11 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.util.concurrency import await_
 
 from app.db import utcnow, uuid7
 from app.events.models import Event, EventSequence
@@ -38,7 +40,8 @@ from app.events.types import EVENT_TYPES
 
 NOTIFY_CHANNEL = "peerpitch_events"
 
-# Side effects of every recorded event, in its transaction (e.g. webhook deliveries); wired
+# Side effects of every recorded event, in its transaction, run as it commits with the
+# event's seq known, and only for organizations with subscribers (e.g. webhook deliveries); wired
 # by the composition root (app.tasks), since this module imports no domain.
 RecordedHook = Callable[[AsyncSession, Event], Awaitable[None]]
 _recorded_hooks: list[RecordedHook] = []
@@ -54,13 +57,14 @@ def on_recorded(hook: RecordedHook) -> None:
 # organization queue for a moment, not for the rest of each other's requests), and on
 # PostgreSQL the whole outbox costs the transaction one statement.
 _PENDING_EVENTS = "peerpitch_events_pending_rows"
+_ASYNC_SESSION = "peerpitch_events_async_session"
 
 _WRITE_PG = text(
     """
     WITH s AS (
         INSERT INTO event_sequences (org_id, last_seq) VALUES (:org_id, :n)
         ON CONFLICT (org_id) DO UPDATE SET last_seq = event_sequences.last_seq + :n
-        RETURNING last_seq
+        RETURNING last_seq, subscribers
     )
     INSERT INTO events (id, org_id, seq, type, occurred_at, data, clip_id, user_id)
     SELECT t.id, :org_id, s.last_seq - :n + t.ord, t.type, t.occurred_at, t.data,
@@ -69,7 +73,7 @@ _WRITE_PG = text(
         CAST(:ids AS uuid[]), CAST(:types AS text[]), CAST(:occurred AS timestamptz[]),
         CAST(:datas AS json[]), CAST(:clip_ids AS uuid[]), CAST(:user_ids AS uuid[])
     ) WITH ORDINALITY AS t(id, type, occurred_at, data, clip_id, user_id, ord)
-    RETURNING pg_notify(:channel, CAST(:org_id AS TEXT))
+    RETURNING id, seq, (SELECT subscribers FROM s), pg_notify(:channel, CAST(:org_id AS TEXT))
     """
 ).bindparams(bindparam("org_id", type_=Uuid()))
 
@@ -89,7 +93,7 @@ def _write_events(sync_session: Session) -> None:
     for org_id, rows in pending.items():
         n = len(rows)
         if postgres:
-            sync_session.execute(
+            result = sync_session.execute(
                 _WRITE_PG,
                 {
                     "org_id": org_id,
@@ -103,6 +107,8 @@ def _write_events(sync_session: Session) -> None:
                     "channel": NOTIFY_CHANNEL,
                 },
             )
+            last, subscribers = _numbered(rows, result.all())
+            _run_hooks(sync_session, rows, subscribers)
             continue
         upsert = (
             sqlite_insert(EventSequence)
@@ -111,9 +117,10 @@ def _write_events(sync_session: Session) -> None:
                 index_elements=[EventSequence.org_id],
                 set_={"last_seq": EventSequence.last_seq + n},
             )
-            .returning(EventSequence.last_seq)
+            .returning(EventSequence.last_seq, EventSequence.subscribers)
         )
-        first = int(sync_session.execute(upsert).scalar_one()) - n + 1
+        last, subscribers = sync_session.execute(upsert).one()
+        first = int(last) - n + 1
         sync_session.execute(
             insert(Event),
             [
@@ -130,6 +137,42 @@ def _write_events(sync_session: Session) -> None:
                 for i, r in enumerate(rows)
             ],
         )
+        for i, r in enumerate(rows):
+            r.seq = first + i
+        _run_hooks(sync_session, rows, int(subscribers))
+
+
+def _numbered(rows: list[Event], result: Sequence[Any]) -> tuple[int, int]:
+    """Give the rows the seqs the write returned (id, seq, subscribers per row); returns
+    (last seq, subscribers)."""
+    seqs = {str(line[0]): int(line[1]) for line in result}
+    for row in rows:
+        row.seq = seqs[str(row.id)]
+    return max(seqs.values()), int(result[0][2])
+
+
+def _run_hooks(sync_session: Session, rows: list[Event], subscribers: int) -> None:
+    """The recorded hooks (webhook fan-out), now that the rows have their seqs, still in the
+    transaction; skipped when nothing subscribes to the organization's events."""
+    if not subscribers or not _recorded_hooks:
+        return
+    session: AsyncSession = sync_session.info[_ASYNC_SESSION]
+    for row in rows:
+        for hook in _recorded_hooks:
+            await_(hook(session, row))
+
+
+async def set_subscribers(session: AsyncSession, org_id: uuid.UUID, count: int) -> None:
+    """How many hooks want the organization's events (its enabled webhook endpoints); set in
+    the transaction that changes them, which takes the sequence row's lock, so an event
+    committing concurrently sees the count before or after the change, never a mix."""
+    dialect = session.get_bind().dialect.name
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(
+        insert_(EventSequence)
+        .values(org_id=org_id, last_seq=0, subscribers=count)
+        .on_conflict_do_update(index_elements=[EventSequence.org_id], set_={"subscribers": count})
+    )
 
 
 def _drop_pending(sync_session: Session) -> None:
@@ -174,8 +217,7 @@ async def record(
         event.listen(sync, "before_commit", _write_events)
         event.listen(sync, "after_rollback", _drop_pending)
     sync.info.setdefault(_PENDING_EVENTS, {}).setdefault(org_id, []).append(row)
-    for hook in _recorded_hooks:
-        await hook(session, row)
+    sync.info[_ASYNC_SESSION] = session
     _wake_after_commit(session, org_id)
     return row
 

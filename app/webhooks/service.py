@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpcore
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -177,6 +177,20 @@ def _forget(session: AsyncSession, org_id: uuid.UUID) -> None:
         memo.pop(org_id, None)
 
 
+async def _endpoints_changed(session: AsyncSession, org_id: uuid.UUID) -> None:
+    """After any change to an organization's endpoints, in its transaction: drop the memo and
+    tell the outbox how many enabled endpoints want the events (with none, recording an
+    event never looks for endpoints)."""
+    _forget(session, org_id)
+    await session.flush()
+    count = await session.scalar(
+        select(func.count())
+        .select_from(WebhookEndpoint)
+        .where(WebhookEndpoint.org_id == org_id, WebhookEndpoint.enabled.is_(True))
+    )
+    await events.set_subscribers(session, org_id, int(count or 0))
+
+
 async def _subscriptions(session: AsyncSession, org_id: uuid.UUID) -> Subscriptions:
     memo: dict[uuid.UUID, Subscriptions] = session.sync_session.info.setdefault(_MEMO, {})
     found = memo.get(org_id)
@@ -280,7 +294,7 @@ async def create_webhook(
     )
     session.add(endpoint)
     await session.flush()
-    _forget(session, principal.org_id)
+    await _endpoints_changed(session, principal.org_id)
     return endpoint
 
 
@@ -327,7 +341,7 @@ async def update_webhook(
         )
     endpoint.updated_at = now
     await session.flush()
-    _forget(session, principal.org_id)
+    await _endpoints_changed(session, principal.org_id)
     return endpoint
 
 
@@ -338,7 +352,7 @@ async def delete_webhook(
     endpoint = await get_webhook(session, principal, webhook_id)
     await session.delete(endpoint)
     await session.flush()
-    _forget(session, principal.org_id)
+    await _endpoints_changed(session, principal.org_id)
 
 
 async def rotate_secret(
@@ -595,7 +609,7 @@ async def _disable(
     endpoint.disabled_at = now
     endpoint.updated_at = now
     await session.flush()
-    _forget(session, endpoint.org_id)
+    await _endpoints_changed(session, endpoint.org_id)
     await DeliveryRepository(session, endpoint.org_id).fail_pending(
         endpoint.id, DISABLED_ERROR, now
     )

@@ -565,11 +565,11 @@ async def test_a_transaction_reads_the_subscriptions_once(
     rep, top = await org.add_user("rep"), await org.add_user("top_performer")
     clip_id = await playable_clip(app, client, rep)
     # No webhooks: the post records two events (feedback.created, notification.created)
-    # and reads webhook_endpoints once.
+    # and never reads webhook_endpoints (the outbox knows the org has no subscribers).
     with statements_during(app) as statements:
         await post_feedback(client, top, clip_id)
     reads = [s for s in statements if "FROM webhook_endpoints" in s]
-    assert len(reads) == 1, reads
+    assert reads == []
     # With one: still once, and a delivery per matching event.
     hook = await create_webhook(client, org.admin, "http://127.0.0.1:9/", ["*"])
     with statements_during(app) as statements:
@@ -577,6 +577,16 @@ async def test_a_transaction_reads_the_subscriptions_once(
     assert len([s for s in statements if "FROM webhook_endpoints" in s]) == 1
     types = {d["event_type"] for d in await deliveries(client, org.admin, hook["id"])}
     assert types == {"feedback.created", "notification.created"}
+    # Disabled again: no subscribers, no reads, no deliveries.
+    r = await client.patch(
+        f"/v1/webhooks/{hook['id']}", json={"enabled": False}, headers=org.admin.headers
+    )
+    assert r.status_code == 200, r.text
+    before = len(await deliveries(client, org.admin, hook["id"]))
+    with statements_during(app) as statements:
+        await post_feedback(client, top, clip_id)
+    assert [s for s in statements if "FROM webhook_endpoints" in s] == []
+    assert len(await deliveries(client, org.admin, hook["id"])) == before
 
 
 async def test_a_receiver_that_fails_gets_retries_with_the_same_id(
