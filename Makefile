@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 deps: $(STAMP) ffmpeg
 
 # Debian's ffmpeg provides both ffmpeg and ffprobe; jq reads JSON in docs/tour.sh (the API
-# tour, which tests/test_tour.py runs).
+# tour, which tests/test_tour.py runs); espeak-ng and sox speak known text for the speech tests.
 ffmpeg:
 	@if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then \
 		echo "installing ffmpeg (Debian package)"; \
@@ -38,6 +38,11 @@ ffmpeg:
 		echo "installing jq (Debian package)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends jq; \
+	fi
+	@if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then \
+		echo "installing espeak-ng and sox (Debian packages; speech for tests and bench/speech.py)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends espeak-ng sox; \
 	fi
 
 migrate: deps

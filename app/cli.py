@@ -41,7 +41,11 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        # X-Forwarded-For/-Proto are believed only from these proxies (None: uvicorn reads
+        # FORWARDED_ALLOW_IPS, default loopback). The client address they yield keys the
+        # sign-in throttle: behind a proxy that is not listed, every client shares its address.
         proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
         log_config=None,
     )
     return 0
@@ -97,7 +101,14 @@ async def _seed_demo(settings: Settings, *, only_if_empty: bool) -> bool:
         async with make_sessionmaker(engine).begin() as session:
             if only_if_empty and await session.scalar(select(Organization.id).limit(1)):
                 return False
-            if await session.scalar(select(User.id).where(User.email == DEMO_USERS[0][0])):
+            # Emails are unique per organization only: the Demo org is the one named so with
+            # the demo admin in it.
+            demo_admin = (
+                select(User.id)
+                .join(Organization, Organization.id == User.org_id)
+                .where(Organization.name == DEMO_ORG, User.email == DEMO_USERS[0][0])
+            )
+            if await session.scalar(demo_admin.limit(1)):
                 return False
             admin_email, admin_name, _ = DEMO_USERS[0]
             created = await create_org(
@@ -189,6 +200,12 @@ def build_parser(
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="API processes")
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="comma-separated addresses (or *) of reverse proxies whose X-Forwarded-For is "
+        "trusted for the client address (default: $FORWARDED_ALLOW_IPS, else loopback)",
+    )
 
     org = sub.add_parser("create-org", help="create an organization and its first admin")
     org.add_argument("--name", required=True)

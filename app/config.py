@@ -34,8 +34,23 @@ class Settings(BaseSettings):
     # A just-rotated refresh token presented again within this window returns the same new
     # pair (two tabs, a lost response on a phone); after it, reuse revokes the token family.
     refresh_reuse_grace_s: int = Field(default=30, ge=0, le=3600)
+    # Sign-in throttling: failures count per (email, client address) pair, so strangers'
+    # attempts never lock a user out of their own password, and per client address across
+    # all emails, so one client guessing many addresses is slowed. Both within the window.
     login_max_failures: int = Field(default=5, ge=1)
+    login_address_max_failures: int = Field(default=20, ge=1)
     login_failure_window_s: int = Field(default=60, ge=1)
+
+    # Request limits and operations
+    # A JSON request body larger than this answers 413 while it is being read, before it is
+    # buffered or parsed (uploads have their own streamed limits).
+    max_json_bytes: int = Field(default=1024**2, ge=1024)
+    # /docs and /openapi.json: served in development; in production only when true.
+    public_docs: bool | None = None
+    # When set, GET /metrics requires `Authorization: Bearer <token>`.
+    metrics_token: str | None = None
+    # Most points one feedback annotation may hold across all its shapes.
+    annotation_max_points: int = Field(default=2000, ge=2, le=2000)
 
     # Storage
     storage: Literal["local", "s3"] = "local"
@@ -71,14 +86,18 @@ class Settings(BaseSettings):
     playback_ttl_s: int = Field(default=6 * 3600, ge=60)
     # Lifetime of the signed poster_url on list items (clips, history, library).
     poster_url_ttl_s: int = Field(default=3600, ge=60)
-    # Presigned S3 URLs the play routes hand out for the storyboard sprite and the MP4/poster
-    # redirects live at most this long (segments: playback_segment_url_ttl_s).
+    # The URLs the play routes hand out for the storyboard sprite and the MP4/poster redirects
+    # (presigned S3 GETs or signed /v1/media URLs) live at most this long (segments:
+    # playback_segment_url_ttl_s).
     playback_s3_url_ttl_s: int = Field(default=900, ge=30, le=900)
     # A segment URL of a served playlist (/v1/play/{token}/s/{rendition}/{segment}) checks the
     # clip at each request and redirects to a URL minted then (presigned S3 GET or signed
     # /v1/media URL) that lives this long: players resume after any pause within the token's
     # lifetime, and a deleted clip's segments stop at once.
     playback_segment_url_ttl_s: int = Field(default=120, ge=1, le=900)
+    # A play token is bound to its viewer: its routes re-check that the viewer may still
+    # see the clip (visibility, review requests, an active account) at least this often.
+    playback_access_recheck_s: int = Field(default=30, ge=1, le=60)
 
     # Exemplars and the prep kit
     # How many exemplars GET /v1/clips/{id}/exemplars links a pitch to (manual ones first).
@@ -116,6 +135,12 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def serve_docs(self) -> bool:
+        if self.public_docs is None:
+            return not self.is_production
+        return self.public_docs
 
     @property
     def run_embedded_worker(self) -> bool:

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.security import InvalidToken, TokenExpired, decode_access_token
+from app.auth.service import login_alive
 from app.config import Settings
 from app.db import session_scope
 from app.errors import Forbidden, Unauthorized
@@ -67,6 +68,18 @@ async def get_authenticated(
     user = await session.get(User, claims.user_id)
     if user is None or not user.is_active or user.org_id != claims.org_id:
         raise Unauthorized("The access token is invalid.", code="invalid_token")
+    # A password change or reset, or a deactivation, moved the version on: tokens issued
+    # before are refused (so reactivating a user revives none), except those of a login
+    # that was deliberately kept (the one that changed its own password), which still has
+    # a working refresh token. Only such stale tokens cost this extra query.
+    if claims.version != user.token_version and (
+        claims.session_id is None or not await login_alive(session, user.id, claims.session_id)
+    ):
+        raise Unauthorized(
+            "This sign-in has ended (the password was changed or reset, or the account "
+            "was deactivated); sign in again.",
+            code="token_revoked",
+        )
     return Authenticated(principal=Principal(user=user), session_id=claims.session_id)
 
 
@@ -90,6 +103,16 @@ def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]
 
 
 AdminDep = Annotated[Principal, Depends(require_roles(Role.admin))]
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's network address: the connection's peer, or the client a trusted proxy
+    names (uvicorn applies X-Forwarded-For only from the addresses in its
+    ``FORWARDED_ALLOW_IPS``, default loopback; see `peerpitch serve`)."""
+    return request.client.host if request.client is not None else None
+
+
+ClientAddressDep = Annotated[str | None, Depends(client_address)]
 
 
 def get_storage(request: Request) -> Storage:

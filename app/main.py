@@ -23,6 +23,8 @@ from app.exemplars.router import router as exemplars_router
 from app.feedback.router import router as feedback_router
 from app.notifications.router import router as notifications_router
 from app.openapi_schema import install_openapi, operation_id
+from app.ops.docs import install_docs
+from app.ops.limits import BodyLimitMiddleware, streamed_routes
 from app.ops.middleware import Metrics, RequestContextMiddleware
 from app.ops.router import router as ops_router
 from app.playback.router import router as playback_router
@@ -43,7 +45,16 @@ The open backend for peer video learning in sales teams.
 
 Every error answers with one envelope: `{"error": {"code", "message", "details"}}`.
 Lists are cursor-paginated: `?limit=&cursor=` → `{"items": [...], "next_cursor": ...}`.
+A request body over the server's limit (`PEERPITCH_MAX_JSON_BYTES`, 1 MiB by default) answers
+`413 payload_too_large`; upload parts and `PUT /v1/clips/{clip_id}/source` have their own limits.
 """
+
+# The routes that stream their body to storage and check its size themselves (a part's
+# declared size, the upload limit); every other body is held to settings.max_json_bytes.
+STREAMED_BODIES = (
+    ("PUT", "/v1/uploads/{upload_id}/parts/{part_number}"),
+    ("PUT", "/v1/clips/{clip_id}/source"),
+)
 
 
 # Background work that runs as long as the API does, e.g. an in-process job worker; given
@@ -81,6 +92,10 @@ def create_app(
         description=API_DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        # /docs is ours (app.ops.docs: no CDN); no /redoc. Off in production unless asked.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.serve_docs else None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -113,7 +128,15 @@ def create_app(
     )
     for router in routers:
         app.include_router(router)
+    if settings.serve_docs:
+        install_docs(app)
 
+    # Innermost of the three: CORS and the request context also cover its 413.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_json_bytes,
+        streamed=streamed_routes(app.routes, STREAMED_BODIES),
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -41,7 +41,7 @@ _DESCRIPTIONS = {
 # Codes any operation answering with the status may send.
 DEFAULT_CODES: dict[int, tuple[str, ...]] = {
     400: ("bad_request",),
-    401: ("unauthorized", "invalid_token", "token_expired"),
+    401: ("unauthorized", "invalid_token", "token_expired", "token_revoked"),
     403: ("forbidden",),
     404: ("not_found",),
     409: ("conflict",),

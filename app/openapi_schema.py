@@ -262,8 +262,8 @@ def _query_params(op: dict[str, Any]) -> set[str]:
 def _normalise_errors(doc: dict[str, Any]) -> None:
     """Errors that follow from an operation's shape, declared once here: FastAPI's default
     422 becomes the envelope; an authenticated operation can answer 401, every operation 503
-    (the database or storage may be down), a paginated one ``invalid_cursor``, one taking an
-    Idempotency-Key the key's own errors."""
+    (the database or storage may be down), one taking a body 413 (app.ops.limits), a
+    paginated one ``invalid_cursor``, one taking an Idempotency-Key the key's own errors."""
     for op in _operations(doc):
         responses = op["responses"]
         if "422" in responses and _uses_fastapi_validation(responses["422"]):
@@ -271,6 +271,8 @@ def _normalise_errors(doc: dict[str, Any]) -> None:
         if op.get("security"):
             _add_codes(op, "401", ())
         _add_codes(op, "503", ())
+        if "requestBody" in op:
+            _add_codes(op, "413", ())  # over the body limit, or an upload's own
         if "application/json" in op.get("requestBody", {}).get("content", {}):
             _add_codes(op, "400", ())  # a body that is not JSON at all
         if "cursor" in _query_params(op):

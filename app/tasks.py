@@ -8,6 +8,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.tasks import PURGE_INTERVAL_S as LOGIN_FAILURES_PURGE_INTERVAL_S
+from app.auth.tasks import purge_login_failures
 from app.clips import lifecycle
 from app.clips.tasks import expire_uploads, fail_abandoned_transcodes, purge_clip
 from app.clips.transcode import transcode_clip
@@ -33,6 +35,9 @@ registry.register_periodic("exemplars.refresh_scores", REFRESH_INTERVAL_S, refre
 registry.register_periodic("events.purge_expired", 3600, purge_expired_events)
 registry.register_periodic("webhooks.purge_deliveries", 3600, purge_deliveries)
 registry.register_periodic("webhooks.fail_stranded", 300, fail_stranded_deliveries)
+registry.register_periodic(
+    "auth.purge_login_failures", LOGIN_FAILURES_PURGE_INTERVAL_S, purge_login_failures
+)
 
 # Every recorded event becomes a delivery for each enabled webhook subscribed to it, in the
 # event's transaction.

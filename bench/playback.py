@@ -5,10 +5,11 @@ variant playlist is published, on local storage or (--storage s3) in a bucket of
 server started here (presigning is local work: the bucket is only read at startup). One API
 process (uvicorn, one worker) serves, each beside a bare FastAPI endpoint of the same app:
 
-- `/v1/play/{token}/v0/index.m3u8` (token check: one primary-key query; the playlist's text
-  from the in-memory cache; its 61 URIs are segment URLs under the token, nothing signed),
-  against a bare endpoint returning a static string of the same size;
-- `/v1/play/{token}/v0/seg_00001.m4s` (token check, then a 302 to a URL minted for this
+- `/v1/play/{token}/v0/index.m3u8` (token check: one primary-key query, and the token's
+  viewer's access from the per-process cache, read again every --access-recheck-s; the
+  playlist's text from the in-memory cache; its 61 URIs are segment URLs under the token,
+  nothing signed), against a bare endpoint returning a static string of the same size;
+- `/v1/play/{token}/s/v0/seg_00001.m4s` (token check, then a 302 to a URL minted for this
   request: one HMAC on local storage, one SigV4 presign on S3), against a bare endpoint
   answering a static 302.
 
@@ -18,7 +19,7 @@ little) fetch each in turn.
 Goal: each playback route ≥ 0.3x its bare endpoint's requests per second.
 
     .venv/bin/python bench/playback.py [--seconds 10] [--clients 32] [--storage local|s3]
-        [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
+        [--access-recheck-s 30] [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
 """
 
 # ruff: noqa: E402  (sys.path is fixed before the imports)
@@ -101,14 +102,17 @@ def storage_settings(endpoint: str) -> dict[str, Any]:
 # --- the server process ---------------------------------------------------------------------
 
 
-def serve(port: int, database_url: str, media_dir: str, bare_size: int, endpoint: str) -> None:
+def serve(
+    port: int, database_url: str, media_dir: str, bare_size: int, endpoint: str, recheck_s: int
+) -> None:
     from fastapi import Response
     from fastapi.responses import PlainTextResponse
 
     from app.main import create_app
 
     settings = harness.settings(port, database_url, media_dir)
-    app = create_app(settings.model_copy(update=storage_settings(endpoint)))
+    overrides = storage_settings(endpoint) | {"playback_access_recheck_s": recheck_s}
+    app = create_app(settings.model_copy(update=overrides))
     body = "#" * bare_size
     # A Location about as long as a presigned S3 GET.
     location = "http://127.0.0.1:9/bench/" + "x" * 400
@@ -148,6 +152,7 @@ async def setup(database_url: str, media_dir: Path, endpoint: str) -> str:
             admin_name="Bench",
         )
         media = media_manifest(created.org.id, clip_id)
+        viewer_id = created.admin.id
         prefix = media["prefix"]
         session.add(
             Clip(
@@ -178,7 +183,8 @@ async def setup(database_url: str, media_dir: Path, endpoint: str) -> str:
     playlist = media_dir / "playlist.m3u8"
     playlist.write_text(variant_playlist())
     await storage.put_file(prefix + "v0/index.m3u8", playlist)
-    token = make_token(harness.SECRET, clip_id, "1-1", int(time.time()) + 3600)
+    # Bound to the org's admin, like the token GET /v1/clips/{id}/playback hands out.
+    token = make_token(harness.SECRET, clip_id, "1-1", int(time.time()) + 3600, viewer_id)
     return f"/v1/play/{token}/v0/index.m3u8"
 
 
@@ -226,12 +232,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--storage", choices=("local", "s3"), default="local")
+    parser.add_argument(
+        "--access-recheck-s",
+        type=int,
+        default=30,
+        help="PEERPITCH_PLAYBACK_ACCESS_RECHECK_S of the server (1: a re-read every second)",
+    )
     harness.add_database_url(parser)
-    parser.add_argument("--serve", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        port, url, media, size, endpoint = args.serve
-        serve(int(port), url, media, int(size), endpoint)
+        port, url, media, size, endpoint, recheck_s = args.serve
+        serve(int(port), url, media, int(size), endpoint, int(recheck_s))
         return 0
 
     name = f"pp_bench_playback_{os.getpid()}"
@@ -241,16 +253,18 @@ def main() -> int:
         s3_endpoint() if args.storage == "s3" else nullcontext("-") as endpoint,
     ):
         path = asyncio.run(setup(url, Path(media), endpoint))
-        segment = path.replace("index.m3u8", "seg_00001.m4s")
+        segment = path.replace("v0/index.m3u8", "s/v0/seg_00001.m4s")
         # Size of the playlist, so the bare endpoint returns as many bytes.
-        with harness.running_server(__file__, url, media, "0", endpoint) as probe_port:
+        recheck = str(args.access_recheck_s)
+        with harness.running_server(__file__, url, media, "0", endpoint, recheck) as probe_port:
             size = len(harness.fetch(probe_port, path).content)
-        with harness.running_server(__file__, url, media, str(size), endpoint) as port:
+        with harness.running_server(__file__, url, media, str(size), endpoint, recheck) as port:
             body = harness.fetch(port, path).text
             # Every URI a segment URL under the token.
-            assert body.count(path.removesuffix("index.m3u8")) == SEGMENTS + 1, body[:300]
+            assert body.count(segment.removesuffix("seg_00001.m4s")) == SEGMENTS + 1, body[:300]
             print(f"{args.storage} storage; playlist: {size} bytes, {SEGMENTS} segments + init; "
-                  f"{args.clients} clients, {args.seconds:.0f} s per run")  # fmt: skip
+                  f"{args.clients} clients, {args.seconds:.0f} s per run; access re-read "
+                  f"every {args.access_recheck_s} s")  # fmt: skip
             runs: dict[str, tuple[str, int]] = {
                 "bare 200": ("/bench/bare.m3u8", 200),
                 "playlist": (path, 200),

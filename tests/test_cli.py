@@ -50,6 +50,7 @@ def test_migrate_create_org_and_seed_demo(sqlite_env: dict[str, str], tmp_path: 
     out = json.loads(r.stdout)
     assert set(out) == {"org_id", "admin_id"}
 
+    # Emails are unique per organization: the same address may run another organization.
     again = _run(
         [
             "create-org",
@@ -63,8 +64,16 @@ def test_migrate_create_org_and_seed_demo(sqlite_env: dict[str, str], tmp_path: 
         sqlite_env,
         tmp_path,
     )
-    assert again.returncode != 0
-    assert "already exists" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["org_id"] != out["org_id"]
+    # Not even the demo admin's address, in another organization, makes the Demo org exist.
+    r = _run(
+        ["create-org", "--name", "Lookalike", "--admin-email", "admin@demo.peerpitch.dev",
+         "--admin-password", "longenough"],
+        sqlite_env,
+        tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
 
     # --if-empty does nothing once an org exists; plain seed-demo creates the Demo org once.
     r = _run(["seed-demo", "--if-empty"], sqlite_env, tmp_path)
@@ -112,3 +121,32 @@ def test_init_storage_creates_bucket_with_cors(
         and "ETag" in rule.get("ExposeHeaders", [])
         for rule in rules
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [([], None), (["--forwarded-allow-ips", "10.0.0.5,10.0.0.6"], "10.0.0.5,10.0.0.6")],
+)
+def test_serve_names_the_proxies_it_believes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str], expected: str | None
+) -> None:
+    # The client address keys the sign-in throttle: X-Forwarded-For is believed only from
+    # the proxies given here, else from those in uvicorn's FORWARDED_ALLOW_IPS (None).
+    import uvicorn
+
+    import app.logging
+    from app.cli import main
+    from app.config import get_settings
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))
+    monkeypatch.setattr(app.logging, "configure_logging", lambda *a: None)
+    monkeypatch.setenv("PEERPITCH_SECRET_KEY", "cli-test-secret")
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    try:
+        assert main(["serve", *args]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert calls[0]["proxy_headers"] is True
+    assert calls[0]["forwarded_allow_ips"] == expected

@@ -31,10 +31,19 @@ class RefreshToken(IdMixin, Base):
 
 
 class LoginFailure(IdMixin, Base):
-    """One failed password check; recent rows for an email throttle further attempts."""
+    """One failed password check: the email tried and the client address it came from.
+
+    Recent rows throttle further attempts per (email, address) pair and per address (see
+    ``app.auth.service``); rows older than the window count for nothing and are purged.
+    """
 
     __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_email_at", "email", "created_at"),)
+    __table_args__ = (
+        Index("ix_login_failures_email_address_at", "email", "address", "created_at"),
+        Index("ix_login_failures_address_at", "address", "created_at"),
+    )
 
     email: Mapped[str] = mapped_column(String(320))
+    # The throttling key of the client address (an IPv6 address stands for its /64).
+    address: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Response
 
 from app.auth import service
 from app.auth.schemas import LogoutRequest, RefreshRequest, TokenPair, TokenRequest
-from app.deps import AuthenticatedDep, SessionDep, SettingsDep
+from app.deps import AuthenticatedDep, ClientAddressDep, SessionDep, SettingsDep
 from app.openapi_meta import errors
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -13,11 +13,33 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 @router.post(
     "/token",
     summary="Log in with email and password",
+    description=(
+        "An email may have an account in several organizations, each with its own password. "
+        "Email and password sign in to the one account they open; when they open several, "
+        "the answer is `409 organization_required`, listing those organizations "
+        "(`details.organizations`: `id`, `name`), and `org_id` picks one. Failed attempts "
+        "are throttled per email and client address and per client address "
+        "(`429 login_throttled` with `Retry-After`)."
+    ),
     response_model=TokenPair,
-    responses=errors(401, 422, 429, codes={401: ["invalid_credentials"], 429: ["login_throttled"]}),
+    responses=errors(
+        401,
+        409,
+        422,
+        429,
+        codes={
+            401: ["invalid_credentials"],
+            409: ["organization_required"],
+            429: ["login_throttled"],
+        },
+    ),
 )
-async def create_token(body: TokenRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
-    return await service.login(session, settings, body.email, body.password)
+async def create_token(
+    body: TokenRequest, session: SessionDep, settings: SettingsDep, address: ClientAddressDep
+) -> TokenPair:
+    return await service.login(
+        session, settings, body.email, body.password, address=address, org_id=body.org_id
+    )
 
 
 @router.post(

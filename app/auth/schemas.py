@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -8,6 +9,12 @@ from pydantic import BaseModel, Field
 class TokenRequest(BaseModel):
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
+    org_id: uuid.UUID | None = Field(
+        default=None,
+        description="The organization to sign in to. Needed only when the email and "
+        "password open accounts in several organizations (`409 organization_required` "
+        "lists them).",
+    )
 
 
 class RefreshRequest(BaseModel):

@@ -44,6 +44,9 @@ class AccessClaims:
     # The refresh-token family (the login) the token was issued from; None in tokens issued
     # before the ``sid`` claim existed.
     session_id: uuid.UUID | None = None
+    # The user's ``token_version`` when the token was issued (0 in tokens from before the
+    # ``ver`` claim existed, which is also where every user's version starts).
+    version: int = 0
 
 
 class InvalidToken(Exception):
@@ -62,6 +65,7 @@ def issue_access_token(
     secret: str,
     ttl_s: int,
     session_id: uuid.UUID | None = None,
+    version: int = 0,
 ) -> str:
     now = utcnow()
     claims = {
@@ -69,6 +73,7 @@ def issue_access_token(
         "org": str(org_id),
         "role": role,
         "typ": "access",
+        "ver": version,
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(seconds=ttl_s)).timestamp()),
     }
@@ -85,11 +90,15 @@ def decode_access_token(token: str, secret: str) -> AccessClaims:
         if claims.get("typ") != "access":
             raise InvalidToken("not an access token")
         sid = claims.get("sid")
+        version = claims.get("ver", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise InvalidToken("the token version is not an integer")
         return AccessClaims(
             user_id=uuid.UUID(claims["sub"]),
             org_id=uuid.UUID(claims["org"]),
             role=claims["role"],
             session_id=uuid.UUID(sid) if sid is not None else None,
+            version=version,
         )
     except jwt.ExpiredSignatureError as exc:  # raised only once the signature checked out
         raise TokenExpired(str(exc)) from exc

@@ -1,15 +1,19 @@
-"""Login, refresh-token rotation with reuse detection (and its grace window), logout, and
-failed-login throttling."""
+"""Sign-in (accounts of one email across organizations), refresh-token rotation with reuse
+detection (and its grace window), logout, and the end of every login of a user. Failed
+password checks are throttled by ``app.auth.throttle``."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+import anyio
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.models import LoginFailure, RefreshToken
+from app.auth import throttle
+from app.auth.models import RefreshToken
 from app.auth.schemas import TokenPair
 from app.auth.security import (
     digest_token,
@@ -21,14 +25,29 @@ from app.auth.security import (
 )
 from app.config import Settings
 from app.db import utcnow
-from app.errors import Forbidden, TooManyRequests, Unauthorized
+from app.errors import Conflict, Forbidden, Unauthorized
+from app.orgs.models import Organization
+from app.tenancy import in_org
 from app.users.models import User
+
+# Most accounts of one email a sign-in without ``org_id`` checks the password against (one
+# argon2 verification each, run concurrently). An email with more accounts than this signs
+# in to the others by naming their organization.
+MAX_SIGN_IN_ACCOUNTS = 5
 
 
 class InvalidCredentials(Unauthorized):
     code = "invalid_credentials"
     message = "Email or password is wrong."
     keep_changes = True  # the failure row must be kept for throttling
+
+
+class OrganizationRequired(Conflict):
+    code = "organization_required"
+    message = (
+        "This email and password open accounts in several organizations: send `org_id` "
+        "with one of the organizations listed in `details.organizations`."
+    )
 
 
 class InvalidRefreshToken(Unauthorized):
@@ -43,41 +62,80 @@ class WrongCurrentPassword(Forbidden):
     keep_changes = True  # the failure row must be kept for throttling
 
 
-async def _check_throttle(session: AsyncSession, settings: Settings, email: str) -> None:
-    window_start = utcnow() - timedelta(seconds=settings.login_failure_window_s)
-    recent_failures = await session.scalar(
-        select(func.count())
-        .select_from(LoginFailure)
-        .where(LoginFailure.email == email, LoginFailure.created_at >= window_start)
-    )
-    if (recent_failures or 0) >= settings.login_max_failures:
-        raise TooManyRequests(
-            "Too many failed logins for this email; try again in a minute.",
-            code="login_throttled",
-            headers={"Retry-After": str(settings.login_failure_window_s)},
-        )
+async def login(
+    session: AsyncSession,
+    settings: Settings,
+    email: str,
+    password: str,
+    *,
+    address: str | None,
+    org_id: uuid.UUID | None = None,
+) -> TokenPair:
+    """Sign in to the active account of ``email`` (in ``org_id`` when given) whose password
+    is ``password``.
 
-
-async def login(session: AsyncSession, settings: Settings, email: str, password: str) -> TokenPair:
-    email = email.strip().lower()
-    await _check_throttle(session, settings, email)
-    user = await session.scalar(select(User).where(User.email == email))
-    valid = await verify_password(user.password_hash if user else None, password)
-    if user is None or not valid or not user.is_active:
-        session.add(LoginFailure(email=email))
+    Without ``org_id`` the password is checked against each active account of the email
+    (at most ``MAX_SIGN_IN_ACCOUNTS``): exactly one match signs in to it; several answer
+    ``409 organization_required`` naming only the organizations whose account the password
+    opened, so nothing is said about an email to anyone who does not hold its password.
+    No match, no account, or an inactive one are all the same ``401``, at the cost of a
+    password check (a dummy hash when there is no account).
+    """
+    attempt = throttle.Attempt.of(email, address)
+    await throttle.check(session, settings, attempt)
+    stmt = select(User).where(User.email == attempt.email, User.is_active.is_(True))
+    if org_id is not None:
+        stmt = stmt.where(in_org(org_id, User))
+    candidates = (await session.scalars(stmt.order_by(User.id).limit(MAX_SIGN_IN_ACCOUNTS))).all()
+    matches = await _opened_by(candidates, password)
+    if not matches:
+        throttle.record_failure(session, attempt)
         raise InvalidCredentials()
-    await session.execute(delete(LoginFailure).where(LoginFailure.email == email))
-    return _issue_pair(session, settings, user, family_id=uuid.uuid4())
+    if len(matches) > 1:
+        raise OrganizationRequired(
+            details={"organizations": await _organizations(session, matches)}
+        )
+    await throttle.clear(session, attempt)
+    return _issue_pair(session, settings, matches[0], family_id=uuid.uuid4())
+
+
+async def _opened_by(candidates: Sequence[User], password: str) -> list[User]:
+    """The accounts among ``candidates`` whose password is ``password``: their hashes are
+    verified concurrently, so the time barely depends on how many there are; none costs
+    one dummy verification, like one account."""
+    if not candidates:
+        await verify_password(None, password)
+        return []
+    opened = [False] * len(candidates)
+
+    async def verify(index: int, user: User) -> None:
+        opened[index] = await verify_password(user.password_hash, password)
+
+    async with anyio.create_task_group() as group:
+        for index, user in enumerate(candidates):
+            group.start_soon(verify, index, user)
+    return [user for user, ok in zip(candidates, opened, strict=True) if ok]
+
+
+async def _organizations(session: AsyncSession, users: Sequence[User]) -> list[dict[str, str]]:
+    rows = await session.execute(
+        select(Organization.id, Organization.name)
+        .where(Organization.id.in_([user.org_id for user in users]))
+        .order_by(Organization.name, Organization.id)
+    )
+    return [{"id": str(org_id), "name": name} for org_id, name in rows.all()]
 
 
 async def verify_current_password(
-    session: AsyncSession, settings: Settings, user: User, password: str
+    session: AsyncSession, settings: Settings, user: User, password: str, address: str | None
 ) -> None:
     """A signed-in user proves they know their password (before changing it). Failures
-    count towards, and are refused by, the same throttle as failed logins."""
-    await _check_throttle(session, settings, user.email)
+    count towards, and are refused by, the same throttle as failed sign-ins from
+    ``address`` with the user's email."""
+    attempt = throttle.Attempt.of(user.email, address)
+    await throttle.check(session, settings, attempt)
     if not await verify_password(user.password_hash, password):
-        session.add(LoginFailure(email=user.email))
+        throttle.record_failure(session, attempt)
         raise WrongCurrentPassword()
 
 
@@ -208,6 +266,7 @@ def _pair(
         secret=settings.secret_key,
         ttl_s=settings.access_token_ttl_s,
         session_id=family_id,
+        version=user.token_version,
     )
     return TokenPair(
         access_token=access,
@@ -254,13 +313,32 @@ async def revoke_families(
     )
 
 
-async def revoke_user_tokens(
-    session: AsyncSession, user_id: uuid.UUID, *, except_family: uuid.UUID | None = None
+async def end_logins(
+    session: AsyncSession, user: User, *, except_family: uuid.UUID | None = None
 ) -> None:
-    """Revoke every refresh token of the user, but those of ``except_family`` if given."""
+    """End every login of ``user`` (a password change or reset, a deactivation): its
+    refresh tokens are revoked, but those of ``except_family`` if given, and its
+    ``token_version`` moves on, so access tokens issued before are refused too (those of
+    ``except_family``, whose login goes on, are let through: see ``login_alive``)."""
+    user.token_version += 1
     stmt = update(RefreshToken).where(
-        RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None)
+        RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None)
     )
     if except_family is not None:
         stmt = stmt.where(RefreshToken.family_id != except_family)
     await session.execute(stmt.values(revoked_at=utcnow()))
+
+
+async def login_alive(session: AsyncSession, user_id: uuid.UUID, family_id: uuid.UUID) -> bool:
+    """The login ``family_id`` of the user still has a refresh token that works."""
+    found = await session.scalar(
+        select(RefreshToken.id)
+        .where(
+            RefreshToken.user_id == user_id,
+            RefreshToken.family_id == family_id,
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.expires_at > utcnow(),
+        )
+        .limit(1)
+    )
+    return found is not None

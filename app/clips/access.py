@@ -8,7 +8,7 @@ from collections.abc import Collection
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, bindparam, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.clips.models import Clip, Visibility
@@ -57,6 +57,38 @@ async def is_visible(session: AsyncSession, principal: Principal, clip_id: uuid.
     found = await session.scalar(
         _visible_clip(principal.has_role(*OVERSEERS)),
         {ORG_PARAM: principal.org_id, "clip_id": clip_id, "viewer_id": principal.id},
+    )
+    return found is not None
+
+
+def _shared_with_org() -> ColumnElement[bool]:
+    """``visible_to`` for a member known to the clip's organization only (no id, no role):
+    a live clip shared with the org. Every member sees at least this."""
+    return Clip.deleted_at.is_(None) & (Clip.visibility == Visibility.org)
+
+
+_USER_ACCESS = select(User.org_id, User.role, User.is_active).where(
+    User.id == bindparam("viewer_id")
+)
+_SHARED_CLIP = select(Clip.id).where(Clip.id == bindparam("clip_id"), _shared_with_org())
+
+
+async def viewer_may_see(
+    reader: AsyncSession | AsyncConnection, viewer_id: uuid.UUID | None, clip_id: uuid.UUID
+) -> bool:
+    """Whether the user ``viewer_id`` may see the clip now: an active user of the clip's
+    organization under ``visible_to`` (role, review requests and visibility read afresh).
+    ``None`` stands for an unidentified member of the clip's organization (an unbound play
+    token): shared clips only. Two short indexed reads at most (a play token's re-check,
+    app.playback.states)."""
+    if viewer_id is None:
+        return await reader.scalar(_SHARED_CLIP, {"clip_id": clip_id}) is not None
+    user = (await reader.execute(_USER_ACCESS, {"viewer_id": viewer_id})).one_or_none()
+    if user is None or not user.is_active:
+        return False
+    found = await reader.scalar(
+        _visible_clip(user.role in OVERSEERS),
+        {ORG_PARAM: user.org_id, "clip_id": clip_id, "viewer_id": viewer_id},
     )
     return found is not None
 

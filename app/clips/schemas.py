@@ -13,6 +13,18 @@ from app.users.schemas import PersonOut
 from app.views.schemas import Progress, ViewStats
 
 SkillKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+# What the size columns (BIGINT) hold. The configured PEERPITCH_MAX_UPLOAD_BYTES is lower and
+# is checked before anything is written (413 file_too_large); the schema is static.
+MAX_SIZE_BYTES = 2**63 - 1
+SizeBytes = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_SIZE_BYTES,
+        description="The file's size in bytes; above the server's upload limit "
+        "(PEERPITCH_MAX_UPLOAD_BYTES, 8 GiB by default): 413 `file_too_large`.",
+    ),
+]
 
 
 class ClipError(BaseModel):
@@ -172,7 +184,7 @@ class ClipCreate(BaseModel):
     visibility: Visibility = Visibility.org
     filename: str = Field(min_length=1, max_length=255)
     content_type: str = Field(min_length=1, max_length=127, pattern=r"^video/[A-Za-z0-9.+-]+$")
-    size_bytes: int = Field(ge=1)
+    size_bytes: SizeBytes
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
 
     _check_skills = field_validator("skills")(_unique)
@@ -195,7 +207,7 @@ class UploadRestart(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    size_bytes: int = Field(ge=1)
+    size_bytes: SizeBytes
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     filename: str | None = Field(
         default=None, min_length=1, max_length=255, description="Kept when omitted."

@@ -19,7 +19,7 @@ from app.stages.repository import StageRepository
 from app.storage.base import Storage
 from app.tenancy import Principal
 from app.uploads.models import Upload
-from app.uploads.service import start_upload
+from app.uploads.service import check_size, start_upload
 
 
 async def validate_taxonomy(
@@ -57,6 +57,8 @@ async def create_clip(
     principal: Principal,
     data: ClipCreate,
 ) -> CreatedClip:
+    # Before anything is written: a refused size leaves no clip behind.
+    check_size(settings, data.size_bytes)
     await validate_taxonomy(session, principal, data.stage, data.skills)
     clip_id = uuid7()
     clip = lifecycle.new_clip(

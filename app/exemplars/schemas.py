@@ -32,7 +32,10 @@ class ExemplarOut(BaseModel):
     note: str
     score: float = Field(description="0..1; see the README for the formula.")
     view_count: int = Field(description="Distinct viewers.")
-    completion_rate: float = Field(description="Share of viewers who watched to the end.")
+    completion_rate: float = Field(
+        description="Share of viewers who completed it: reached the end having watched at "
+        "least 90 % of it."
+    )
     helpful_count: int = Field(description="Helpful marks on the feedback left on it.")
     endorsed: bool = Field(description="Marked by a coach or an admin.")
     marked_at: datetime

@@ -2,7 +2,7 @@
 
     score = 0.30 * endorsed                          (marked by a coach or an admin)
           + 0.25 * (1 - exp(-helpful / 10))          (helpful marks on its feedback)
-          + 0.20 * completion_rate                   (viewers who watched to the end)
+          + 0.20 * completion_rate                   (viewers who watched 90 % and the end)
           + 0.15 * (1 - exp(-viewers / 20))          (distinct viewers)
           + 0.10 * 0.5 ** (age_days / 90)            (recency: halves every 90 days)
 

@@ -141,7 +141,8 @@ async def refresh_scores(
     now: datetime | None = None,
 ) -> int:
     """Recompute the statistics and score of exemplars (the given ones, or all): distinct
-    viewers and completions from clip_views, helpful marks from their feedback."""
+    viewers and completions from clip_views (a completion as app.views.completion judges
+    it: reported, and 90 % watched), helpful marks from their feedback."""
     now = now or utcnow()
     rows = await score_inputs(session, clip_ids)
     for start in range(0, len(rows), _REFRESH_CHUNK):

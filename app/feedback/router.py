@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import PrincipalDep, SessionDep
+from app.deps import PrincipalDep, SessionDep, SettingsDep
 from app.feedback import service
 from app.feedback.models import Feedback
 from app.feedback.present import feedback_out, thread_fields
@@ -59,6 +59,7 @@ async def create_feedback(
     clip_id: uuid.UUID,
     body: FeedbackCreate,
     session: SessionDep,
+    settings: SettingsDep,
     principal: PrincipalDep,
     idempotency_key: Annotated[
         str | None,
@@ -66,7 +67,9 @@ async def create_feedback(
     ] = None,
 ) -> JSONResponse:
     async def produce() -> tuple[int, dict[str, object]]:
-        item = await service.create_feedback(session, principal, clip_id, body)
+        item = await service.create_feedback(
+            session, principal, clip_id, body, max_points=settings.annotation_max_points
+        )
         return 201, feedback_out(item).model_dump(mode="json")
 
     scope = f"POST /v1/clips/{clip_id}/feedback"
@@ -134,9 +137,16 @@ async def get_feedback(
     ),
 )
 async def update_feedback(
-    feedback_id: uuid.UUID, body: FeedbackUpdate, session: SessionDep, principal: PrincipalDep
+    feedback_id: uuid.UUID,
+    body: FeedbackUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> FeedbackOut:
-    return feedback_out(await service.update_feedback(session, principal, feedback_id, body))
+    item = await service.update_feedback(
+        session, principal, feedback_id, body, max_points=settings.annotation_max_points
+    )
+    return feedback_out(item)
 
 
 @router.delete(

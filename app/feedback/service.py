@@ -20,7 +20,13 @@ from app.events import types as event_types
 from app.feedback.models import Feedback
 from app.feedback.present import event_data
 from app.feedback.repository import THREAD_ORDER, FeedbackItem, FeedbackRepository
-from app.feedback.schemas import FeedbackCreate, FeedbackUpdate
+from app.feedback.schemas import (
+    MAX_ANNOTATION_POINTS,
+    Annotation,
+    FeedbackCreate,
+    FeedbackUpdate,
+    too_many_points,
+)
 from app.notifications.models import NotificationKind
 from app.notifications.service import Cause, notify
 from app.pagination import PageParams, cut_page
@@ -118,6 +124,19 @@ async def _check_response_clip(
         )
 
 
+def _check_annotation(annotation: Annotation | None, max_points: int) -> None:
+    """PEERPITCH_ANNOTATION_MAX_POINTS, when lower than the schema's bound (a static
+    MAX_ANNOTATION_POINTS, checked before validation); answered as the schema would."""
+    if annotation is None:
+        return
+    problem = too_many_points(annotation.point_count(), max_points)
+    if problem:
+        raise Unprocessable(
+            f"The annotation is too large: {problem}.",
+            details=[{"loc": ["body", "annotation"], "msg": problem, "type": "value_error"}],
+        )
+
+
 def _ensure_watchable(clip: Clip) -> None:
     if not is_playable(clip):
         raise Conflict(
@@ -127,8 +146,14 @@ def _ensure_watchable(clip: Clip) -> None:
 
 
 async def create_feedback(
-    session: AsyncSession, principal: Principal, clip_id: uuid.UUID, data: FeedbackCreate
+    session: AsyncSession,
+    principal: Principal,
+    clip_id: uuid.UUID,
+    data: FeedbackCreate,
+    *,
+    max_points: int = MAX_ANNOTATION_POINTS,
 ) -> FeedbackItem:
+    _check_annotation(data.annotation, max_points)
     clip = await get_clip(session, principal, clip_id)
     _ensure_watchable(clip)
     repo = FeedbackRepository.of(session, principal)
@@ -276,8 +301,14 @@ async def get_feedback(
 
 
 async def update_feedback(
-    session: AsyncSession, principal: Principal, feedback_id: uuid.UUID, data: FeedbackUpdate
+    session: AsyncSession,
+    principal: Principal,
+    feedback_id: uuid.UUID,
+    data: FeedbackUpdate,
+    *,
+    max_points: int = MAX_ANNOTATION_POINTS,
 ) -> FeedbackItem:
+    _check_annotation(data.annotation, max_points)
     item, clip = await get_feedback(session, principal, feedback_id)
     if item.author_id != principal.id:
         raise Forbidden("Only the author may edit feedback.")

@@ -1,4 +1,5 @@
-"""Request id, access log and Prometheus metrics, as one pure ASGI middleware."""
+"""Request id, access log, Prometheus metrics and the headers every response carries, as one
+pure ASGI middleware."""
 
 from __future__ import annotations
 
@@ -59,6 +60,10 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                # Browsers must not guess a type other than the declared one (a JSON error
+                # echoing input, an uploaded file served back): on every answer, even 404s.
+                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
                 message["headers"] = headers
             await send(message)
 

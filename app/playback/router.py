@@ -67,7 +67,10 @@ def _text(body: str, media_type: str, max_age: int) -> Response:
 
 _PLAY_ERRORS = errors(403, 404, codes={403: ["invalid_signature", "expired_signature"]})
 _PLAY_ERRORS[403] = {**_PLAY_ERRORS[403], "description": "Invalid, altered or expired token"}
-_PLAY_ERRORS[404] = {**_PLAY_ERRORS[404], "description": "No such file, or the clip is gone"}
+_PLAY_ERRORS[404] = {
+    **_PLAY_ERRORS[404],
+    "description": "No such file, the clip is gone, or the token's viewer may no longer see it",
+}
 
 
 @router.get(

@@ -12,4 +12,8 @@ class PlaybackOut(BaseModel):
     storyboard_url: str | None = Field(
         description="WebVTT thumbnails track (sprite URLs signed); null until it exists."
     )
-    expires_at: datetime = Field(description="When every URL above stops working.")
+    expires_at: datetime = Field(
+        description="When every URL above stops working. They are bound to the caller and "
+        "stop sooner (404, within PEERPITCH_PLAYBACK_ACCESS_RECHECK_S) once the caller may no "
+        "longer see the clip."
+    )

@@ -1,8 +1,12 @@
 """Playback: hand out signed, expiring URLs and serve the playlists they point at.
 
-The player gets one token (see app.playback.signing) in every path under `/v1/play/`.
-Each request under it checks the token against the clip's row (one primary-key query), so
-deleting or republishing a clip stops its URLs at once.
+The player gets one token (see app.playback.signing) in every path under `/v1/play/`,
+bound to the clip, its media version and the viewer it was issued to. Each request under it
+checks the token against the clip's row (one primary-key query), so deleting or
+republishing a clip stops its URLs at once, and asks whether the viewer may still see the
+clip (app.playback.states.ViewerAccess: re-read at least every
+`playback_access_recheck_s`), so a clip made private, a declined review request or a
+deactivated account stops them within that time: 404 like a deleted clip.
 
 Variant playlists list every segment (and the EXT-X-MAP init segment) under the same token,
 `/v1/play/{token}/s/{rendition}/{segment}`, on both backends: that route checks the token and
@@ -11,8 +15,10 @@ or a signed `/v1/media/...` URL, `playback_segment_url_ttl_s`). So a segment URL
 the token's whole lifetime, however long the player paused, and stops as soon as the clip is
 deleted; nothing in a playlist is signed, so serving one costs no signing at all.
 
-The storyboard VTT is rewritten so its sprite URL is absolute and signed (presigned S3 GET of
-at most `playback_s3_url_ttl_s`, or a signed `/v1/media/...` URL until the token expires).
+The storyboard VTT is rewritten so its sprite URL is absolute and signed, and the MP4 and
+poster routes redirect to such a URL: a presigned S3 GET or a signed `/v1/media/...` URL
+living at most `playback_s3_url_ttl_s` on both backends. Those URLs cannot be revoked, so
+they live briefly; everything long-lived is a token URL that re-checks.
 Once a clip is ready, the stored playlists of its media version never change, so their
 text is cached in memory; while it is only viewable they still grow and are read each time.
 """
@@ -82,7 +88,9 @@ async def playback_for(
     clip = await get_clip(session, principal, clip_id)
     if not is_playable(clip):
         raise Conflict("The clip has no playable rendition yet.", code="not_viewable")
-    return sign_playback(settings, clip.id, clip.media or {}, base_url, now=now)
+    return sign_playback(
+        settings, clip.id, clip.media or {}, base_url, viewer_id=principal.id, now=now
+    )
 
 
 def sign_playback(
@@ -91,12 +99,16 @@ def sign_playback(
     media: dict[str, Any],
     base_url: str,
     *,
+    viewer_id: uuid.UUID | None = None,
     now: float | None = None,
 ) -> Playback:
-    """Signed URLs for a playable clip (its id and published media manifest) the caller may
-    see. No database access."""
+    """Signed URLs for a playable clip (its id and published media manifest) the caller,
+    ``viewer_id``, may see: they work while that user still may. No database access.
+
+    Without a viewer the token is unbound and reaches shared clips only (see
+    app.playback.signing): every caller should pass the viewer."""
     exp = int(now if now is not None else time.time()) + settings.playback_ttl_s
-    token = signing.make_token(settings.secret_key, clip_id, str(media["version"]), exp)
+    token = signing.make_token(settings.secret_key, clip_id, str(media["version"]), exp, viewer_id)
     root = play_root(base_url, token)
     return Playback(
         hls_url=root + "master.m3u8",
@@ -117,14 +129,16 @@ def poster_url(
     media: dict[str, Any] | None,
     base_url: str,
     *,
+    viewer_id: uuid.UUID | None = None,
     now: float | None = None,
 ) -> str | None:
     """A short-lived signed poster URL for list items (``poster_url_ttl_s``), or None when the
-    clip has no published poster yet. No database access, so a page signs its items in memory."""
+    clip has no published poster yet. No database access, so a page signs its items in memory.
+    Bound to ``viewer_id`` like a playback token (unbound without: shared clips only)."""
     if not media or not media.get("poster") or "version" not in media:
         return None
     exp = int(now if now is not None else time.time()) + settings.poster_url_ttl_s
-    token = signing.make_token(settings.secret_key, clip_id, str(media["version"]), exp)
+    token = signing.make_token(settings.secret_key, clip_id, str(media["version"]), exp, viewer_id)
     return play_root(base_url, token) + "poster.jpg"
 
 
@@ -133,7 +147,8 @@ def poster_url(
 
 @dataclass(frozen=True)
 class Grant:
-    """A verified token: the clip's current media manifest and the token's expiry."""
+    """A verified token whose viewer may see the clip: the clip's current media manifest and
+    the token's expiry."""
 
     token: str
     clip_id: uuid.UUID
@@ -152,10 +167,12 @@ def _invalid() -> Forbidden:
 
 
 async def authorize(states: ClipStates, settings: Settings, token: str) -> Grant:
-    """Check a playback token against the clip's current state: one primary-key query.
+    """Check a playback token against the clip's current state (one primary-key query) and
+    its viewer's access to the clip (cached; re-read every `playback_access_recheck_s`).
 
-    The read goes through app.playback.states (not the request session): cheap, and never
-    SQLite's write lock.
+    The reads go through app.playback.states (not the request session): cheap, and never
+    SQLite's write lock. Access is asked only once the signature holds, so a forged token
+    costs no read and fills no cache.
     """
     try:
         parsed = signing.parse_token(token)
@@ -171,6 +188,11 @@ async def authorize(states: ClipStates, settings: Settings, token: str) -> Grant
     if not signing.verify(settings.secret_key, parsed, str(media.get("version", ""))):
         raise _invalid()
     if row.deleted_at is not None or row.status not in PLAYABLE:
+        raise NotFound("This clip is no longer available.")
+    if not await states.access.allows(
+        parsed.viewer_id, parsed.clip_id, recheck_s=settings.playback_access_recheck_s
+    ):
+        # As for a deleted clip: the holder learns nothing about why.
         raise NotFound("This clip is no longer available.")
     return Grant(
         token=token,
@@ -196,18 +218,21 @@ class Signer:
 
     @property
     def lifetime_s(self) -> int:
-        """How long the URLs this signer makes stay valid (the cacheable lifetime)."""
-        if isinstance(self.storage, S3Storage):
-            return min(self.grant.remaining_s, self.settings.playback_s3_url_ttl_s)
-        return self.grant.remaining_s
+        """How long the URLs this signer makes stay valid (the cacheable lifetime): briefly,
+        on both backends, since nothing can revoke them (the token routes re-check access;
+        these URLs do not)."""
+        return min(self.grant.remaining_s, self.settings.playback_s3_url_ttl_s)
 
     async def sign(self, keys: list[str]) -> list[str]:
+        ttl = max(1, self.lifetime_s)
         if isinstance(self.storage, S3Storage):
-            return await self.storage.presign_get_many(keys, ttl_s=max(1, self.lifetime_s))
-        # Local: one signature for the clip's media version folder, with the token's own
-        # expiry, so the same playlist yields the same URLs (cacheable) for one HMAC.
+            return await self.storage.presign_get_many(keys, ttl_s=ttl)
+        # Local: one signature for the clip's media version folder (one HMAC for any number
+        # of keys), from the next whole second so the URL lives at least `ttl`; never past
+        # the token.
         scope = str(self.grant.media["prefix"])
-        signer = ScopedMediaSigner(self.base_url, self.settings.secret_key, scope, self.grant.exp)
+        exp = min(self.grant.exp, math.ceil(time.time()) + ttl)
+        signer = ScopedMediaSigner(self.base_url, self.settings.secret_key, scope, exp)
         return [signer.url(k) for k in keys]
 
 

@@ -1,5 +1,6 @@
-"""The one read behind every playback token check: a clip's media manifest, status and
-deletion time by primary key.
+"""The reads behind every playback token check: a clip's media manifest, status and
+deletion time by primary key (each request), and whether the token's viewer may still see
+the clip (``ViewerAccess``: cached per process, re-read every ``playback_access_recheck_s``).
 
 On PostgreSQL it goes through a small asyncpg pool of its own rather than SQLAlchemy: for a
 single-row read on the hot path, SQLAlchemy's async machinery (greenlet hops, pool
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -20,6 +23,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.clips.access import viewer_may_see
 from app.clips.models import Clip
 from app.db import is_sqlite
 
@@ -48,6 +52,7 @@ class ClipStates:
         self._max_size = max_size
         self._pool: Any = None
         self._lock = asyncio.Lock()
+        self.access = ViewerAccess(engine, sqlite=self._sqlite)
 
     async def get(self, clip_id: uuid.UUID) -> ClipState | None:
         if self._sqlite:
@@ -81,3 +86,72 @@ class ClipStates:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+
+AccessKey = tuple[uuid.UUID | None, uuid.UUID]  # (viewer, clip); no viewer: an unbound token
+
+
+class ViewerAccess:
+    """Whether a play token's viewer may still see its clip (``app.clips.access``'s rule,
+    with the account's state), answered from a bounded per-process cache and read again once
+    an answer is ``recheck_s`` old: a player's requests cost a dict lookup, and a clip made
+    private, a declined review or a deactivated account ends playback within ``recheck_s``
+    (plus one read) on every API process.
+
+    Refusals are cached like grants, so a revoked player that keeps asking costs nothing
+    either. Concurrent misses of one key share one read. The age counts from before the
+    read, so no answer is served older than ``recheck_s``.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, sqlite: bool, max_entries: int = 8192) -> None:
+        self._engine = engine
+        self._sqlite = sqlite
+        self._max = max_entries
+        self._answers: OrderedDict[AccessKey, tuple[float, bool]] = OrderedDict()
+        self._reading: dict[AccessKey, asyncio.Task[bool]] = {}
+        self._generation = 0  # bumped by clear(): reads begun before it store nothing
+
+    async def allows(
+        self, viewer_id: uuid.UUID | None, clip_id: uuid.UUID, *, recheck_s: float
+    ) -> bool:
+        key = (viewer_id, clip_id)
+        answer = self._answers.get(key)
+        if answer is not None and time.monotonic() - answer[0] < recheck_s:
+            return answer[1]
+        task = self._reading.get(key)
+        if task is None:
+            task = asyncio.create_task(self._read(key))
+            self._reading[key] = task
+            task.add_done_callback(lambda done: self._done(key, done))
+        # Shielded: a player hanging up does not cancel the read others wait for.
+        return await asyncio.shield(task)
+
+    def clear(self) -> None:
+        """Forget every answer: the next request of each viewer reads afresh."""
+        self._generation += 1
+        self._answers.clear()
+        self._reading.clear()
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    async def _read(self, key: AccessKey) -> bool:
+        started, generation = time.monotonic(), self._generation
+        async with self._engine.connect() as conn:
+            if self._sqlite:  # a deferred read transaction: never SQLite's write lock
+                conn = await conn.execution_options(sqlite_begin="")
+            allowed = await viewer_may_see(conn, *key)
+        if generation != self._generation:
+            return allowed
+        # Re-inserted at the end: the oldest answers go first when the cache is full.
+        self._answers.pop(key, None)
+        self._answers[key] = (started, allowed)
+        if len(self._answers) > self._max:
+            self._answers.popitem(last=False)
+        return allowed
+
+    def _done(self, key: AccessKey, task: asyncio.Task[bool]) -> None:
+        if self._reading.get(key) is task:
+            del self._reading[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: an error reaches the waiting requests, not the log

@@ -1,4 +1,5 @@
-"""Users of one organization (login by email, unique across all orgs, is in app.auth)."""
+"""Users of one organization (an email is unique within it; sign-in, which looks an email up
+across organizations, is in app.auth)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ class UserRepository(TenantRepository[User]):
         """The org's users among ``ids`` (active or not), by id: one query."""
         rows = await self.session.scalars(self.select().where(User.id.in_(list(ids))))
         return {user.id: user for user in rows.all()}
+
+    async def email_taken(self, email: str) -> bool:
+        """The organization has a user (active or not) with this lower-cased email."""
+        found = await self.session.scalar(self.select(User.id).where(User.email == email))
+        return found is not None
 
     async def active(self, user_id: uuid.UUID) -> User | None:
         found: User | None = await self.session.scalar(

@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 
-from app.deps import AdminDep, AuthenticatedDep, PrincipalDep, SessionDep, SettingsDep
+from app.deps import (
+    AdminDep,
+    AuthenticatedDep,
+    ClientAddressDep,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+)
 from app.idempotency.service import idempotent
 from app.openapi_meta import errors
 from app.pagination import Page, PageParams, page_params
@@ -31,7 +38,8 @@ async def get_me(principal: PrincipalDep) -> UserOut:
     summary="Change the caller's name or password",
     description=(
         "A new `password` needs `current_password` and follows the rules of user creation; "
-        "it ends every other login of the caller (this one stays signed in)."
+        "it ends every other login of the caller, their access tokens included (this one "
+        "stays signed in). Wrong current passwords are throttled like failed sign-ins."
     ),
     response_model=UserOut,
     responses=errors(
@@ -47,10 +55,14 @@ async def get_me(principal: PrincipalDep) -> UserOut:
     ),
 )
 async def update_me(
-    body: MeUpdate, session: SessionDep, settings: SettingsDep, authenticated: AuthenticatedDep
+    body: MeUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    authenticated: AuthenticatedDep,
+    address: ClientAddressDep,
 ) -> UserOut:
     user = await service.update_me(
-        session, settings, authenticated.principal, authenticated.session_id, body
+        session, settings, authenticated.principal, authenticated.session_id, body, address=address
     )
     return UserOut.model_validate(user)
 
@@ -78,6 +90,10 @@ async def list_people(
 @router.post(
     "/v1/users",
     summary="Create a user in the caller's organization (admin)",
+    description=(
+        "An email is unique within the organization (`409 email_taken`); accounts of the same "
+        "email in other organizations are separate identities and are never revealed."
+    ),
     status_code=201,
     response_model=UserOut,
     responses=errors(
@@ -132,6 +148,10 @@ async def get_user(user_id: uuid.UUID, session: SessionDep, admin: AdminDep) -> 
 @router.patch(
     "/v1/users/{user_id}",
     summary="Update a user's name, role, password or active flag (admin)",
+    description=(
+        "A new `password` or `is_active: false` ends every login of the user: refresh tokens "
+        "and access tokens alike (reactivating the user later revives none)."
+    ),
     response_model=UserOut,
     responses=errors(401, 403, 404, 409, 422, codes={409: ["last_admin"]}),
 )

@@ -3,11 +3,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.security import hash_password, keyed_digest
-from app.auth.service import revoke_user_tokens, verify_current_password
+from app.auth.service import end_logins, verify_current_password
 from app.config import Settings
 from app.errors import Conflict, Unprocessable
 from app.pagination import PageParams, SortKey, paginate
@@ -17,18 +16,16 @@ from app.users.repository import UserRepository
 from app.users.schemas import MeUpdate, UserCreate, UserUpdate
 
 
-async def email_taken(session: AsyncSession, email: str) -> bool:
-    found = await session.scalar(select(User.id).where(User.email == email.strip().lower()))
-    return found is not None
-
-
 async def add_user(
     session: AsyncSession, *, org_id: uuid.UUID, email: str, name: str, role: Role, password: str
 ) -> User:
-    """Create a user in ``org_id``; emails are unique across all organizations."""
+    """Create a user in ``org_id``. An email is unique within its organization only: whether
+    it has accounts elsewhere is neither asked nor told."""
     email = email.strip().lower()
-    if await email_taken(session, email):
-        raise Conflict("A user with this email already exists.", code="email_taken")
+    if await UserRepository(session, org_id).email_taken(email):
+        raise Conflict(
+            "A user with this email already exists in this organization.", code="email_taken"
+        )
     user = User(
         org_id=org_id,
         email=email,
@@ -91,7 +88,8 @@ async def update_user(
     if data.password is not None:
         user.password_hash = await hash_password(data.password)
     if data.password is not None or data.is_active is False:
-        await revoke_user_tokens(session, user.id)
+        # Every login ends, access tokens included; reactivating later revives none.
+        await end_logins(session, user)
     await session.flush()
     return user
 
@@ -102,22 +100,26 @@ async def update_me(
     principal: Principal,
     session_id: uuid.UUID | None,
     data: MeUpdate,
+    *,
+    address: str | None,
 ) -> User:
     """The caller changes their name and/or password. A new password needs the current one
-    (checked first, so a wrong one changes nothing) and ends every other login of the user;
-    the caller's own (``session_id``, the access token's refresh family) stays signed in."""
+    (checked first, so a wrong one changes nothing; failures from ``address`` are throttled
+    like failed sign-ins) and ends every other login of the user, their access tokens
+    included; the caller's own (``session_id``, the access token's refresh family) stays
+    signed in."""
     user = principal.user
     if data.password is not None:
         if data.current_password is None:
             raise Unprocessable(
                 "Send current_password to change the password.", code="current_password_required"
             )
-        await verify_current_password(session, settings, user, data.current_password)
+        await verify_current_password(session, settings, user, data.current_password, address)
     if data.name is not None:
         user.name = data.name.strip()
     if data.password is not None:
         user.password_hash = await hash_password(data.password)
-        await revoke_user_tokens(session, user.id, except_family=session_id)
+        await end_logins(session, user, except_family=session_id)
     await session.flush()
     return user
 

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, Select, case, cast, func, select
+from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager, joinedload
 
 from app.clips.access import visible_to
 from app.clips.models import Clip
 from app.tenancy import Principal, TenantRepository
+from app.views.completion import completed_sql
 from app.views.models import ClipView
 
 
@@ -41,8 +42,9 @@ class ViewRepository(TenantRepository[ClipView]):
         return found
 
     async def stats(self, clip_ids: Sequence[uuid.UUID], viewer_id: uuid.UUID) -> list[ViewTally]:
-        """Per clip: its view count and the viewer's position, watched, completed and last
-        watched time (None when the viewer has not watched it). One aggregate query."""
+        """Per clip: its view count and the viewer's position, watched, completed (as
+        `app.views.completion` judges it) and last watched time (None when the viewer has
+        not watched it). One aggregate query."""
         mine = ClipView.user_id == viewer_id
         stmt = (
             self.select(
@@ -50,10 +52,11 @@ class ViewRepository(TenantRepository[ClipView]):
                 func.count(ClipView.id),
                 func.max(case((mine, ClipView.position_ms))),
                 func.max(case((mine, ClipView.watched_ms))),
-                func.max(case((mine, cast(ClipView.completed, Integer)))),
+                func.max(case((and_(mine, completed_sql()), 1), (mine, 0))),
                 func.max(case((mine, ClipView.last_watched_at))),
             )
-            .where(ClipView.clip_id.in_(list(clip_ids)))
+            .join(Clip, Clip.id == ClipView.clip_id)
+            .where(ClipView.clip_id.in_(list(clip_ids)), self.scoped(Clip))
             .group_by(ClipView.clip_id)
         )
         return [tuple.__new__(ViewTally, row) for row in await self.session.execute(stmt)]
@@ -80,14 +83,15 @@ class ViewRepository(TenantRepository[ClipView]):
 async def view_totals(
     session: AsyncSession, clip_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[int, int]]:
-    """Distinct viewers and completions of each clip. Scoped by the clips given, not by an
-    organization: exemplar statistics refresh every org."""
+    """Distinct viewers and completions (as `app.views.completion` judges them) of each clip.
+    Scoped by the clips given, not by an organization: exemplar statistics refresh every org."""
     rows = await session.execute(
         select(
             ClipView.clip_id,
             func.count(ClipView.id),
-            func.sum(case((ClipView.completed, 1), else_=0)),
+            func.sum(case((completed_sql(), 1), else_=0)),
         )
+        .join(Clip, Clip.id == ClipView.clip_id)
         .where(ClipView.clip_id.in_(list(clip_ids)))
         .group_by(ClipView.clip_id)
     )

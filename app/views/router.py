@@ -28,7 +28,7 @@ router = APIRouter(tags=["views"])
 async def record_view(
     clip_id: uuid.UUID, body: ViewIn, session: SessionDep, principal: PrincipalDep
 ) -> Progress:
-    return service.progress_of(await service.record_view(session, principal, clip_id, body))
+    return await service.record_view(session, principal, clip_id, body)
 
 
 @router.get(
@@ -43,10 +43,10 @@ async def list_viewers(
     principal: PrincipalDep,
     page: Annotated[PageParams, Depends(page_params)],
 ) -> Page[ViewerOut]:
-    views, cursor = await service.list_viewers(session, principal, clip_id, page)
+    viewers, cursor = await service.list_viewers(session, principal, clip_id, page)
     items = [
-        ViewerOut(user_id=v.user_id, name=v.user.name, progress=service.progress_of(v))
-        for v in views
+        ViewerOut(user_id=v.view.user_id, name=v.view.user.name, progress=v.progress)
+        for v in viewers
     ]
     return Page[ViewerOut](items=items, next_cursor=cursor)
 
@@ -78,7 +78,7 @@ async def history(
     items = [
         HistoryItem(
             clip=clip_out(v.clip, settings, base, stats.get(v.clip_id)),
-            progress=service.progress_of(v),
+            progress=service.progress_of(v, v.clip.duration_ms),
         )
         for v in views
     ]

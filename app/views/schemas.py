@@ -14,13 +14,20 @@ class ViewIn(BaseModel):
     watched_ms: int = Field(
         ge=0, le=2**31 - 1, description="Total time watched; the stored value only grows."
     )
-    completed: bool = Field(default=False, description="Once true, stays true.")
+    completed: bool = Field(
+        default=False,
+        description="The player reached the end; once true, stays true. It counts (in "
+        "`Progress.completed` and exemplar completion rates) only once `watched_ms` reaches "
+        "90 % of the clip's duration.",
+    )
 
 
 class Progress(BaseModel):
     position_ms: int
     watched_ms: int
-    completed: bool
+    completed: bool = Field(
+        description="The end was reported and `watched_ms` reaches 90 % of the clip's duration."
+    )
     last_watched_at: datetime
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import case, or_
@@ -17,6 +18,7 @@ from app.errors import Conflict, Forbidden, Unprocessable
 from app.pagination import PageParams, SortKey, paginate
 from app.playback.service import is_playable
 from app.tenancy import Principal
+from app.views.completion import is_completed
 from app.views.models import ClipView
 from app.views.repository import ViewRepository
 from app.views.schemas import Progress, ViewIn, ViewStats
@@ -24,20 +26,29 @@ from app.views.schemas import Progress, ViewIn, ViewStats
 _ORDER = (SortKey(ClipView.last_watched_at, descending=True), SortKey(ClipView.id, descending=True))
 
 
-def progress_of(view: ClipView) -> Progress:
+def progress_of(view: ClipView, duration_ms: int | None) -> Progress:
+    """A view as the API shows it; ``duration_ms`` is its clip's (the completion rule)."""
     return Progress(
         position_ms=view.position_ms,
         watched_ms=view.watched_ms,
-        completed=view.completed,
+        completed=is_completed(view.completed, view.watched_ms, duration_ms),
         last_watched_at=view.last_watched_at,
     )
 
 
+@dataclass(frozen=True)
+class Viewer:
+    view: ClipView
+    progress: Progress
+
+
 async def record_view(
     session: AsyncSession, principal: Principal, clip_id: uuid.UUID, data: ViewIn
-) -> ClipView:
+) -> Progress:
     """Upsert the caller's progress in one statement: position follows the player,
-    watched_ms only grows, completed sticks. Repeating a report changes nothing else."""
+    watched_ms only grows, the reported completion sticks (and counts once watched_ms
+    reaches 90 % of the duration: app.views.completion). Repeating a report changes nothing
+    else."""
     clip = await get_clip(session, principal, clip_id)
     if not is_playable(clip):
         raise Conflict("The clip has no playable rendition yet.", code="not_viewable")
@@ -77,7 +88,7 @@ async def record_view(
     await session.execute(stmt)
     view = await ViewRepository.of(session, principal).of_user(clip.id, principal.id)
     assert view is not None
-    return view
+    return progress_of(view, clip.duration_ms)
 
 
 async def stats_for(
@@ -103,12 +114,14 @@ async def stats_for(
 
 async def list_viewers(
     session: AsyncSession, principal: Principal, clip_id: uuid.UUID, page: PageParams
-) -> tuple[list[ClipView], str | None]:
+) -> tuple[list[Viewer], str | None]:
+    """Who watched a clip, with the viewers loaded."""
     clip = await get_clip(session, principal, clip_id)
     if clip.owner_id != principal.id and not principal.has_role(*OVERSEERS):
         raise Forbidden("Only the clip's owner, coaches and admins see who watched it.")
     stmt = ViewRepository.of(session, principal).viewers(clip.id)
-    return await paginate(session, stmt, _ORDER, page)
+    views, cursor = await paginate(session, stmt, _ORDER, page)
+    return [Viewer(v, progress_of(v, clip.duration_ms)) for v in views], cursor
 
 
 async def history(

@@ -66,17 +66,46 @@ async def test_health_ready_metrics(client: httpx.AsyncClient) -> None:
     assert "peerpitch_http_request_duration_seconds_bucket" in r.text
 
 
-async def test_readyz_reports_database_down(make_settings: Any) -> None:
+async def test_readyz_reports_database_down(
+    make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
     from app.main import create_app
 
-    broken = create_app(make_settings(database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none"))
+    # The probe's finding: the body held the driver's exception text (host, port, paths).
+    broken = create_app(
+        make_settings(database_url="postgresql+asyncpg://nobody:hunter2@127.0.0.1:1/none")
+    )
+    caplog.set_level(logging.WARNING, logger="peerpitch")
     transport = httpx.ASGITransport(app=broken, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        r = await c.get("/readyz")
+        r = await c.get("/readyz", headers={"X-Request-ID": "ready-1"})
     assert r.status_code == 503
     err = _envelope(r)
     assert err["code"] == "not_ready"
-    assert err["details"]["database"].startswith("error")
+    # Which dependency is down, and nothing about why.
+    assert err["details"] == {"database": "unavailable", "storage": "ok"}
+    for leak in ("127.0.0.1", "hunter2", "Errno", "refused", "asyncpg"):
+        assert leak not in r.text, leak
+    # The why is in the log, under the request's id.
+    logged = [rec for rec in caplog.records if rec.exc_info and rec.name == "peerpitch.ops"]
+    assert len(logged) == 1
+    assert getattr(logged[0], "request_id", None) == "ready-1"
+    assert "database" in logged[0].getMessage()
+
+
+async def test_readyz_reports_storage_down(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def unreachable() -> None:
+        raise OSError(13, "Permission denied", "/srv/secret/media")
+
+    monkeypatch.setattr(app.state.storage, "check", unreachable)
+    r = await client.get("/readyz")
+    assert r.status_code == 503
+    assert _envelope(r)["details"] == {"database": "ok", "storage": "unavailable"}
+    assert "/srv/secret" not in r.text and "Permission" not in r.text
 
 
 async def test_request_id_appears_in_log_lines(

@@ -99,6 +99,45 @@ def test_score_formula() -> None:
     assert round(five - exemplar_score(**base | {"viewers": 5}), 4) == 0.2
 
 
+async def test_claimed_completions_do_not_raise_the_completion_rate(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    """The probe: one account posting `completed: true, watched_ms: 0` again and again."""
+    org = await make_org()
+    top, coach = await org.add_user("top_performer"), await org.add_user("coach")
+    honest, cheat = await org.add_user("rep"), await org.add_user("rep")
+    clip_id = await exemplar_clip(app, client, top, coach)
+
+    async def view(actor: Any, **body: Any) -> None:
+        body = {"position_ms": 10_000, "watched_ms": 0, "completed": True} | body
+        r = await client.post(f"/v1/clips/{clip_id}/views", json=body, headers=actor.headers)
+        assert r.status_code == 200, r.text
+
+    async def stats() -> tuple[int, float]:
+        await refresh_exemplar_scores(task_context(app))
+        r = await client.get("/v1/exemplars", headers=honest.headers)
+        assert r.status_code == 200, r.text
+        (item,) = r.json()["items"]
+        scored = exemplar_score(
+            endorsed=True,
+            helpful=0,
+            completion_rate=item["completion_rate"],
+            viewers=item["view_count"],
+            age_days=0,
+        )
+        assert item["score"] == pytest.approx(scored, abs=1e-3)
+        return item["view_count"], item["completion_rate"]
+
+    await view(honest, watched_ms=5000, completed=False)
+    assert await stats() == (1, 0.0)
+    for _ in range(5):
+        await view(cheat)
+    assert await stats() == (2, 0.0)  # one viewer more, and that is all
+    # A real watch (90 % of the 10 s, and the end) is a completion.
+    await view(cheat, watched_ms=9000)
+    assert await stats() == (2, 0.5)
+
+
 async def test_library_ranking_for_a_known_data_set(
     app: Any, client: httpx.AsyncClient, make_org: Any
 ) -> None:

@@ -4,6 +4,7 @@ edit/delete/resolve/helpful rules, tenant isolation and the constant statement c
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
+from app.config import Settings
 from app.feedback.models import Feedback
 from app.feedback.schemas import ThreadOut
 from app.openapi_export import openapi_document
@@ -145,6 +147,26 @@ def _shape(kind: str, points: Any = None, color: str = "#ff0000") -> dict[str, A
     return {"type": kind, "points": points or [[0.1, 0.2], [0.5, 0.6]], "color": color}
 
 
+def _points(n: int) -> list[list[float]]:
+    """Full-precision coordinates, as a client dividing pixels by the frame's size sends."""
+    rng = random.Random(n)
+    return [[rng.random() / 1000, rng.random() / 1000] for _ in range(n)]
+
+
+def _label(text: str) -> dict[str, Any]:
+    return _shape("text", [[0.1, 0.8]]) | {"text": text}
+
+
+def _too_many_points(r: httpx.Response, limit: int, got: int) -> bool:
+    error = r.json()["error"]
+    return (
+        r.status_code == 422
+        and error["code"] == "validation_error"
+        and error["details"][0]["loc"] == ["body", "annotation"]
+        and f"at most {limit} points across its shapes, got {got}" in error["details"][0]["msg"]
+    )
+
+
 async def test_annotations_are_validated(
     app: Any, client: httpx.AsyncClient, make_org: Any
 ) -> None:
@@ -181,8 +203,8 @@ async def test_annotations_are_validated(
         {"shapes": []},
         {"shapes": [_shape("line")] * 51},
         {"shapes": [_shape("line")], "extra": True},
-        # Under 50 shapes and 1,000 points each, but over 16 KB.
-        {"shapes": [_shape("freehand", [[0.123456, 0.654321]] * 400)] * 3},
+        # Under 50 shapes, 1,000 points each and 2,000 in all, but over 128 KiB as JSON.
+        {"shapes": [_shape("freehand", _points(976))] * 2 + [_label("\U0001f600" * 280)] * 48},
         "not an object",
     ]
     for annotation in invalid:
@@ -190,6 +212,63 @@ async def test_annotations_are_validated(
         assert r.status_code == 422, (annotation, r.text)
         assert r.json()["error"]["code"] == "validation_error"
     assert len((await _threads(client, owner, clip_id))["items"]) == 1
+
+
+async def test_annotations_hold_at_most_2000_points_across_shapes(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    owner = await org.add_user("rep")
+    clip_id = await playable_clip(app, client, owner)
+    # 2,000 points at full precision (the most a drawing holds): accepted, stored as sent.
+    full = {"shapes": [_shape("freehand", _points(1000)), _shape("freehand", _points(1000))]}
+    r = await post_feedback(client, owner, clip_id, annotation=full)
+    assert r.status_code == 201, r.text
+    assert r.json()["annotation"]["shapes"][1]["points"] == _points(1000)
+    item_url = f"/v1/feedback/{r.json()['id']}"
+
+    # One more, in another shape: refused, naming the limit (counted before the shapes are
+    # validated, so the probe's 50 shapes of 1,000 points are refused the same way).
+    over = {"shapes": [*full["shapes"], _label("one point more")]}
+    r = await post_feedback(client, owner, clip_id, annotation=over)
+    assert _too_many_points(r, 2000, 2001), r.text
+    probe = {"shapes": [_shape("freehand", [[0.5, 0.5]] * 1000)] * 50}
+    r = await post_feedback(client, owner, clip_id, annotation=probe)
+    assert _too_many_points(r, 2000, 50_000), r.text
+    # Editing is held to the same bound, and a refused edit changes nothing.
+    r = await client.patch(item_url, json={"annotation": over}, headers=owner.headers)
+    assert _too_many_points(r, 2000, 2001), r.text
+    page = await _threads(client, owner, clip_id)
+    assert [len(t["annotation"]["shapes"]) for t in page["items"]] == [2]
+
+
+class TestLoweredAnnotationLimit:
+    """PEERPITCH_ANNOTATION_MAX_POINTS below the schema's 2,000."""
+
+    @pytest.fixture
+    def settings(self, make_settings: Any) -> Settings:
+        return make_settings(annotation_max_points=10)  # type: ignore[no-any-return]
+
+    async def test_the_setting_bounds_creating_and_editing(
+        self, app: Any, client: httpx.AsyncClient, make_org: Any
+    ) -> None:
+        org = await make_org()
+        owner = await org.add_user("rep")
+        clip_id = await playable_clip(app, client, owner)
+        ten = {"shapes": [_shape("freehand", _points(8)), _shape("arrow")]}
+        r = await post_feedback(client, owner, clip_id, annotation=ten)
+        assert r.status_code == 201, r.text
+        eleven = {"shapes": [*ten["shapes"], _label("over")]}
+        r = await post_feedback(client, owner, clip_id, annotation=eleven)
+        assert _too_many_points(r, 10, 11), r.text
+        url = f"/v1/feedback/{(await _threads(client, owner, clip_id))['items'][0]['id']}"
+        r = await client.patch(url, json={"annotation": eleven}, headers=owner.headers)
+        assert _too_many_points(r, 10, 11), r.text
+        r = await client.patch(url, json={"annotation": {"shapes": []}}, headers=owner.headers)
+        assert r.status_code == 422
+        assert (
+            len((await _threads(client, owner, clip_id))["items"][0]["annotation"]["shapes"]) == 2
+        )
 
 
 async def test_edit_and_delete_rules_with_tombstones(

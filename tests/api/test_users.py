@@ -43,13 +43,20 @@ async def test_admin_creates_lists_and_updates_users(
     assert set(ids) == {org.admin.id, user["id"]}
 
 
-async def test_duplicate_email_is_409(client: httpx.AsyncClient, make_org: Any) -> None:
+async def test_duplicate_email_is_409_within_the_org_only(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
     org = await make_org()
     other = await make_org("Other")
-    body = {"email": other.admin.email.upper(), "name": "x", "role": "rep", "password": PASSWORD}
+    body = {"email": org.admin.email.upper(), "name": "x", "role": "rep", "password": PASSWORD}
     r = await client.post("/v1/users", json=body, headers=org.admin.headers)
     assert r.status_code == 409
     assert r.json()["error"]["code"] == "email_taken"
+    # Another organization's address is no conflict (and no hint that it exists).
+    body["email"] = other.admin.email.upper()
+    r = await client.post("/v1/users", json=body, headers=org.admin.headers)
+    assert r.status_code == 201, r.text
+    assert r.json()["org_id"] == org.org_id
 
 
 async def test_non_admins_cannot_manage_users(client: httpx.AsyncClient, make_org: Any) -> None:

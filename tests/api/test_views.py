@@ -12,6 +12,7 @@ from sqlalchemy import event, update
 
 from app.clips.models import Clip
 from app.playback.signing import parse_token
+from app.views.models import ClipView
 from tests.helpers.api import DURATION_MS, create_clip, playable_clip
 from tests.helpers.sql_count import queries, statements_during
 
@@ -59,6 +60,76 @@ async def test_progress_upserts_grow_and_stick(
     assert clip["my_progress"]["watched_ms"] == 9500 and clip["my_progress"]["completed"]
     clip = (await client.get(f"/v1/clips/{clip_id}", headers=owner.headers)).json()
     assert clip["view_count"] == 1 and clip["my_progress"] is None
+
+
+async def test_completion_counts_from_90_percent_watched(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    owner, rep = await org.add_user("rep"), await org.add_user("rep")
+    clip_id = await playable_clip(app, client, owner)
+    done = DURATION_MS * 9 // 10
+
+    async def shown() -> list[bool]:
+        """Completion as every read shows it: the clip, the viewer list, the history."""
+        clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+        viewers = await client.get(f"/v1/clips/{clip_id}/views", headers=owner.headers)
+        history = await client.get("/v1/me/history", headers=rep.headers)
+        return [
+            clip["my_progress"]["completed"],
+            viewers.json()["items"][0]["progress"]["completed"],
+            history.json()["items"][0]["progress"]["completed"],
+            history.json()["items"][0]["clip"]["my_progress"]["completed"],
+        ]
+
+    # The probe's report: "completed" with nothing watched. Stored, not counted.
+    for _ in range(3):
+        r = await report(client, rep, clip_id, position_ms=DURATION_MS, completed=True)
+        assert r.status_code == 200 and r.json()["completed"] is False
+    assert await shown() == [False] * 4
+    r = await report(client, rep, clip_id, position_ms=DURATION_MS, watched_ms=done - 1)
+    assert (r.json()["watched_ms"], r.json()["completed"]) == (done - 1, False)
+    # 90 % watched: the end it reported earlier now counts, everywhere.
+    r = await report(client, rep, clip_id, position_ms=DURATION_MS, watched_ms=done)
+    assert r.json()["completed"] is True
+    assert await shown() == [True] * 4
+
+    # Watching 90 % without ever reaching the end is not a completion either.
+    other = await org.add_user("rep")
+    r = await report(client, other, clip_id, position_ms=5000, watched_ms=DURATION_MS)
+    assert r.json()["completed"] is False
+
+
+async def test_rows_stored_before_the_rule_are_judged_by_it(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    """No data migration: a completion stored without the watching (as the API accepted
+    before the rule) reads as not completed."""
+    org = await make_org()
+    owner, rep = await org.add_user("rep"), await org.add_user("rep")
+    clip_id = await playable_clip(app, client, owner)
+    assert (await report(client, rep, clip_id, watched_ms=10)).status_code == 200
+    async with app.state.sessionmaker.begin() as session:
+        await session.execute(
+            update(ClipView).where(ClipView.clip_id == uuid.UUID(clip_id)).values(completed=True)
+        )
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+    assert clip["my_progress"]["completed"] is False
+    # With the watching it counts; against an unknown duration it cannot.
+    async with app.state.sessionmaker.begin() as session:
+        await session.execute(
+            update(ClipView)
+            .where(ClipView.clip_id == uuid.UUID(clip_id))
+            .values(watched_ms=DURATION_MS)
+        )
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+    assert clip["my_progress"]["completed"] is True
+    async with app.state.sessionmaker.begin() as session:
+        await session.execute(
+            update(Clip).where(Clip.id == uuid.UUID(clip_id)).values(duration_ms=None)
+        )
+    clip = (await client.get(f"/v1/clips/{clip_id}", headers=rep.headers)).json()
+    assert clip["my_progress"]["completed"] is False
 
 
 async def test_not_viewable_invisible_and_other_org(

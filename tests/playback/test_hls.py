@@ -194,41 +194,47 @@ def test_every_url_in_every_playlist_is_absolute_signed_and_fetchable(
 def test_tampered_expired_and_cross_clip_tokens_are_403(live: Live, played: Played) -> None:
     urls = playback(live, played.rep, played.a["id"])
     token = urls["hls_url"].split("/v1/play/")[1].split("/")[0]
-    clip_hex, exp, sig = token.split("-", 2)
+    # Bound to the clip and the viewer it was issued to.
+    clip_hex, viewer_hex, exp, sig = token.split("-", 3)
+    assert (clip_hex, viewer_hex) == (uuid.UUID(played.a["id"]).hex, uuid.UUID(played.rep.id).hex)
     for i in (0, len(sig) // 2, len(sig) - 1):
         flipped = sig[:i] + ("A" if sig[i] != "A" else "B") + sig[i + 1 :]
-        bad = f"{clip_hex}-{exp}-{flipped}"
+        bad = f"{clip_hex}-{viewer_hex}-{exp}-{flipped}"
         assert_forbidden(live.http.get(f"/v1/play/{bad}/master.m3u8"))
         assert_forbidden(live.http.get(f"/v1/play/{bad}/v0/index.m3u8"))
     # The expiry is signed: moving it forward breaks the signature.
-    assert_forbidden(live.http.get(f"/v1/play/{clip_hex}-{int(exp) + 60}-{sig}/master.m3u8"))
+    later = f"{clip_hex}-{viewer_hex}-{int(exp) + 60}-{sig}"
+    assert_forbidden(live.http.get(f"/v1/play/{later}/master.m3u8"))
+    # So is the viewer: naming another user, or none, breaks it.
+    other_hex = uuid.UUID(live.admin.id).hex
+    assert_forbidden(live.http.get(f"/v1/play/{clip_hex}-{other_hex}-{exp}-{sig}/master.m3u8"))
+    assert_forbidden(live.http.get(f"/v1/play/{clip_hex}-{exp}-{sig}/master.m3u8"))
     # Garbage.
     assert_forbidden(live.http.get("/v1/play/not-a-token/master.m3u8"))
 
     # A correctly signed token that has expired.
     version = media_version(live, played.a["id"])
-    old = signing.make_token(TEST_SECRET, uuid.UUID(played.a["id"]), version, int(time.time()) - 1)
+    a_id, viewer = uuid.UUID(played.a["id"]), uuid.UUID(played.rep.id)
+    old = signing.make_token(TEST_SECRET, a_id, version, int(time.time()) - 1, viewer)
     assert_forbidden(live.http.get(f"/v1/play/{old}/master.m3u8"), "expired_signature")
-    fresh = signing.make_token(
-        TEST_SECRET, uuid.UUID(played.a["id"]), version, int(time.time()) + 60
-    )
+    fresh = signing.make_token(TEST_SECRET, a_id, version, int(time.time()) + 60, viewer)
     assert live.http.get(f"/v1/play/{fresh}/master.m3u8").status_code == 200
     # Signed for another media version (a republished clip): refused.
-    stale = signing.make_token(TEST_SECRET, uuid.UUID(played.a["id"]), "0-0", int(time.time()) + 60)
+    stale = signing.make_token(TEST_SECRET, a_id, "0-0", int(time.time()) + 60, viewer)
     assert_forbidden(live.http.get(f"/v1/play/{stale}/master.m3u8"))
 
     # Clip A's token used on clip B's path.
     b_hex = uuid.UUID(played.b["id"]).hex
-    assert_forbidden(live.http.get(f"/v1/play/{b_hex}-{exp}-{sig}/master.m3u8"))
+    assert_forbidden(live.http.get(f"/v1/play/{b_hex}-{viewer_hex}-{exp}-{sig}/master.m3u8"))
 
     # Segment URLs: the same token check.
     variant = lines_with_uris(live.http.get(urls["hls_url"]).text)[0]
     segment = lines_with_uris(live.http.get(variant).text)[-1]
     name = segment.split(f"/v1/play/{token}/")[1]
     flipped = sig[:-1] + ("A" if sig[-1] != "A" else "B")
-    assert_forbidden(live.http.get(f"/v1/play/{clip_hex}-{exp}-{flipped}/{name}"))
+    assert_forbidden(live.http.get(f"/v1/play/{clip_hex}-{viewer_hex}-{exp}-{flipped}/{name}"))
     assert_forbidden(live.http.get(f"/v1/play/{old}/{name}"), "expired_signature")
-    assert_forbidden(live.http.get(f"/v1/play/{b_hex}-{exp}-{sig}/{name}"))
+    assert_forbidden(live.http.get(f"/v1/play/{b_hex}-{viewer_hex}-{exp}-{sig}/{name}"))
     if live.settings.storage == "local":
         # The redirect target's own signature.
         head, _, sig_value = redirect_target(live, segment).rpartition("sig=")
