@@ -3,6 +3,8 @@ query), so a page of clips costs the same statements whatever its size."""
 
 from __future__ import annotations
 
+import uuid
+
 from app.clips.models import Clip
 from app.clips.schemas import ClipOut, OpenUpload
 from app.config import Settings
@@ -17,12 +19,14 @@ def clip_out(
     base_url: str,
     stats: ViewStats | None = None,
     *,
+    viewer_id: uuid.UUID,
     upload: Upload | None = None,
 ) -> ClipOut:
-    """``clip.owner`` must be loaded; ``upload`` is the open upload shown to the owner."""
+    """``clip.owner`` must be loaded; ``viewer_id`` is the caller, whom the poster URL is
+    bound to; ``upload`` is the open upload shown to the owner."""
     return ClipOut.of(
         clip,
         stats,
-        poster_url=poster_url(settings, clip.id, clip.media, base_url),
+        poster_url=poster_url(settings, clip.id, clip.media, base_url, viewer_id=viewer_id),
         upload=OpenUpload.of(upload) if upload is not None else None,
     )

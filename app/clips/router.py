@@ -101,7 +101,7 @@ async def list_clips(
     clips, cursor = await service.list_clips(session, principal, filters, page)
     stats = await stats_for(session, principal, [c.id for c in clips])
     base = public_base_url(request)
-    items = [clip_out(c, settings, base, stats.get(c.id)) for c in clips]
+    items = [clip_out(c, settings, base, stats.get(c.id), viewer_id=principal.id) for c in clips]
     return Page[ClipOut](items=items, next_cursor=cursor)
 
 
@@ -118,7 +118,14 @@ async def get_clip(
     clip = await service.get_clip(session, principal, clip_id, with_owner=True)
     stats = await stats_for(session, principal, [clip.id])
     upload = await ingest.resumable_upload(session, principal, clip)
-    return clip_out(clip, settings, public_base_url(request), stats.get(clip.id), upload=upload)
+    return clip_out(
+        clip,
+        settings,
+        public_base_url(request),
+        stats.get(clip.id),
+        viewer_id=principal.id,
+        upload=upload,
+    )
 
 
 @router.patch(
@@ -137,7 +144,9 @@ async def update_clip(
 ) -> ClipOut:
     clip = await service.update_clip(session, principal, clip_id, body)
     stats = await stats_for(session, principal, [clip.id])
-    return clip_out(clip, settings, public_base_url(request), stats.get(clip.id))
+    return clip_out(
+        clip, settings, public_base_url(request), stats.get(clip.id), viewer_id=principal.id
+    )
 
 
 @router.delete(
@@ -185,7 +194,7 @@ async def put_source(
         int(length) if length and length.isdigit() else None,
         request.stream(),
     )
-    return clip_out(clip, settings, public_base_url(request))
+    return clip_out(clip, settings, public_base_url(request), viewer_id=principal.id)
 
 
 @router.post(

@@ -166,7 +166,7 @@ async def complete_upload(
     principal: PrincipalDep,
 ) -> ClipOut:
     clip = await ingest.complete_upload(session, storage, principal, upload_id, body.parts)
-    return clip_out(clip, settings, public_base_url(request))
+    return clip_out(clip, settings, public_base_url(request), viewer_id=principal.id)
 
 
 @router.delete(

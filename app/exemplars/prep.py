@@ -102,7 +102,8 @@ async def prep_kit(
 
     now = time.time()
     signed = [
-        (e, sign_playback(settings, e.clip_id, e.media, base_url, now=now)) for e in exemplars
+        (e, sign_playback(settings, e.clip_id, e.media, base_url, viewer_id=principal.id, now=now))
+        for e in exemplars
     ]
     kit = PrepKit(
         stage=stage,

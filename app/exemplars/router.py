@@ -39,19 +39,30 @@ _LINK_LOCATION: dict[str, Any] = {
 
 
 def exemplar_out(
-    exemplar: Exemplar, settings: Settings, base_url: str, *, now: float | None = None
+    exemplar: Exemplar,
+    settings: Settings,
+    base_url: str,
+    *,
+    viewer_id: uuid.UUID,
+    now: float | None = None,
 ) -> ExemplarOut:
-    """An exemplar as lists show it: its poster is the short-lived list URL, signed in memory
-    (``now``: one signing time for a whole page)."""
+    """An exemplar as lists show it: its poster is the short-lived list URL bound to the
+    caller, signed in memory (``now``: one signing time for a whole page)."""
     clip = exemplar.clip
-    return exemplar_view(exemplar, poster_url(settings, clip.id, clip.media, base_url, now=now))
+    poster = poster_url(settings, clip.id, clip.media, base_url, viewer_id=viewer_id, now=now)
+    return exemplar_view(exemplar, poster)
 
 
 def link_out(
-    link: service.Link, settings: Settings, base_url: str, *, now: float | None = None
+    link: service.Link,
+    settings: Settings,
+    base_url: str,
+    *,
+    viewer_id: uuid.UUID,
+    now: float | None = None,
 ) -> ExemplarLinkOut:
     return ExemplarLinkOut(
-        exemplar=exemplar_out(link.exemplar, settings, base_url, now=now),
+        exemplar=exemplar_out(link.exemplar, settings, base_url, viewer_id=viewer_id, now=now),
         source="manual" if link.source == "manual" else "auto",
         reason=link.reason,
         score=link.score,
@@ -73,7 +84,7 @@ async def mark_exemplar(
     principal: PrincipalDep,
 ) -> ExemplarOut:
     exemplar = await service.mark(session, principal, clip_id, body.note)
-    return exemplar_out(exemplar, settings, public_base_url(request))
+    return exemplar_out(exemplar, settings, public_base_url(request), viewer_id=principal.id)
 
 
 @router.delete(
@@ -109,7 +120,8 @@ async def list_exemplars(
     items, cursor = await service.library(session, principal, filters, page)
     base, now = public_base_url(request), time.time()
     return Page[ExemplarOut](
-        items=[exemplar_out(e, settings, base, now=now) for e in items], next_cursor=cursor
+        items=[exemplar_out(e, settings, base, viewer_id=principal.id, now=now) for e in items],
+        next_cursor=cursor,
     )
 
 
@@ -129,7 +141,7 @@ async def clip_exemplars(
     clip = await get_clip(session, principal, clip_id)
     links = await service.links_for_clip(session, principal, clip, settings.exemplar_links)
     base, now = public_base_url(request), time.time()
-    return [link_out(link, settings, base, now=now) for link in links]
+    return [link_out(link, settings, base, viewer_id=principal.id, now=now) for link in links]
 
 
 @router.post(
@@ -160,7 +172,7 @@ async def add_link(
 ) -> JSONResponse:
     async def produce() -> tuple[int, dict[str, object]]:
         link, created = await service.add_manual_link(session, principal, clip_id, body.exemplar_id)
-        out = link_out(link, settings, public_base_url(request))
+        out = link_out(link, settings, public_base_url(request), viewer_id=principal.id)
         return 201 if created else 200, out.model_dump(mode="json")
 
     scope = f"POST /v1/clips/{clip_id}/exemplars"

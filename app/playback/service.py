@@ -99,14 +99,13 @@ def sign_playback(
     media: dict[str, Any],
     base_url: str,
     *,
-    viewer_id: uuid.UUID | None = None,
+    viewer_id: uuid.UUID,
     now: float | None = None,
 ) -> Playback:
     """Signed URLs for a playable clip (its id and published media manifest) the caller,
     ``viewer_id``, may see: they work while that user still may. No database access.
-
-    Without a viewer the token is unbound and reaches shared clips only (see
-    app.playback.signing): every caller should pass the viewer."""
+    (Unbound tokens, issued before tokens named their viewer, still verify but reach shared
+    clips only; see app.playback.signing.)"""
     exp = int(now if now is not None else time.time()) + settings.playback_ttl_s
     token = signing.make_token(settings.secret_key, clip_id, str(media["version"]), exp, viewer_id)
     root = play_root(base_url, token)
@@ -129,12 +128,12 @@ def poster_url(
     media: dict[str, Any] | None,
     base_url: str,
     *,
-    viewer_id: uuid.UUID | None = None,
+    viewer_id: uuid.UUID,
     now: float | None = None,
 ) -> str | None:
     """A short-lived signed poster URL for list items (``poster_url_ttl_s``), or None when the
     clip has no published poster yet. No database access, so a page signs its items in memory.
-    Bound to ``viewer_id`` like a playback token (unbound without: shared clips only)."""
+    Bound to ``viewer_id`` like a playback token."""
     if not media or not media.get("poster") or "version" not in media:
         return None
     exp = int(now if now is not None else time.time()) + settings.poster_url_ttl_s

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from app.clips.models import ClipStatus
 from app.reviews.models import ReviewStatus
@@ -18,7 +18,21 @@ class ReviewRequestCreate(BaseModel):
 
     reviewer_id: uuid.UUID
     message: str = Field(default="", max_length=2000)
-    due_at: datetime | None = None
+    due_at: AwareDatetime | None = Field(
+        default=None, description="With a UTC offset (e.g. `2030-01-31T17:00:00Z`)."
+    )
+
+    @field_validator("due_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        # Compared with the clock and stored as UTC; an offset that pushes the time past
+        # year 9999 cannot be.
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("out of range") from exc
 
 
 class ReviewComplete(BaseModel):

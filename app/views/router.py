@@ -77,7 +77,7 @@ async def history(
     base = public_base_url(request)
     items = [
         HistoryItem(
-            clip=clip_out(v.clip, settings, base, stats.get(v.clip_id)),
+            clip=clip_out(v.clip, settings, base, stats.get(v.clip_id), viewer_id=principal.id),
             progress=service.progress_of(v, v.clip.duration_ms),
         )
         for v in views

@@ -251,3 +251,20 @@ async def test_review_request_location_and_idempotency_key(
         r = await client.post(f"{answer}/{path}", json=bad, headers=reviewer.headers)
         assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", bad
     assert (await client.get(answer, headers=reviewer.headers)).json()["status"] == "pending"
+
+
+async def test_due_at_without_an_offset_or_beyond_year_9999_is_422(
+    app: Any, client: httpx.AsyncClient, make_org: Any
+) -> None:
+    # Both were 500s: a naive time compared with the clock, and an offset that overflows
+    # when converted to UTC.
+    org = await make_org()
+    owner, reviewer = await org.add_user("rep"), await org.add_user("top_performer")
+    clip_id = await playable_clip(app, client, owner)
+    for due_at in ("2030-01-01T00:00:00", "9999-12-31T23:59:59-05:00"):
+        r = await request_review(client, owner, clip_id, reviewer, due_at=due_at)
+        assert r.status_code == 422, (due_at, r.text)
+        assert r.json()["error"]["code"] == "validation_error"
+    r = await request_review(client, owner, clip_id, reviewer, due_at="2030-01-01T09:00:00+02:00")
+    assert r.status_code == 201, r.text
+    assert r.json()["due_at"].startswith("2030-01-01T07:00:00")
