@@ -5,10 +5,13 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from app.speech.settings import SpeechSettings
 
 # Where development state (SQLite file, generated secret, media) lives by default.
 VAR_DIR = Path("var")
@@ -115,6 +118,39 @@ class Settings(BaseSettings):
     # made (sandboxes and test servers whose URLs are made up); "system": real DNS.
     webhook_egress: Literal["system", "loopback"] = "system"
 
+    # Speech analysis (app.speech, run by the analyze_speech job). Defaults mirror
+    # app.speech.settings.SpeechSettings, which documents each knob (a test keeps them equal).
+    # Transcription engine: pocketsphinx (ships its US-English model; low confidence),
+    # whisper (faster-whisper, `peerpitch[whisper]`, with an operator's CTranslate2 model
+    # folder; never downloaded) or none (delivery and loudness only).
+    asr_engine: Literal["pocketsphinx", "whisper", "none"] = "pocketsphinx"
+    asr_model_dir: Path | None = None
+    asr_whisper_compute_type: str = "int8"
+    asr_whisper_cpu_threads: int = Field(default=0, ge=0)
+    asr_whisper_beam_size: int = Field(default=5, ge=1, le=10)
+    # The recogniser may run this many times the audio's duration, plus the base.
+    asr_timeout_factor: float = Field(default=3.0, gt=0)
+    asr_timeout_base_s: float = Field(default=60.0, gt=0)
+    speech_language: str = Field(default="en", min_length=2, max_length=8)
+    # Voice activity: speech probability threshold, silences shorter than min_silence_ms
+    # are part of speaking, bursts shorter than min_speech_ms are noise.
+    speech_vad_threshold: float = Field(default=0.5, gt=0.15, lt=1)
+    speech_min_silence_ms: int = Field(default=300, ge=32)
+    speech_min_speech_ms: int = Field(default=150, ge=0)
+    # A silence between words at least this long is a pause.
+    speech_pause_min_ms: int = Field(default=1000, ge=100)
+    # Flags: too_quiet, clipping, long_pauses, slow_start, too_slow, too_fast, many_fillers.
+    speech_too_quiet_lufs: float = -30.0
+    speech_clipping_dbtp: float = 0.0
+    speech_long_pause_ms: int = Field(default=3000, ge=100)
+    speech_slow_start_ms: int = Field(default=5000, ge=0)
+    speech_too_slow_wpm: float = Field(default=110.0, gt=0)
+    speech_too_fast_wpm: float = Field(default=180.0, gt=0)
+    speech_many_fillers_per_min: float = Field(default=5.0, gt=0)
+    # Filler words per language as JSON, e.g. {"en": ["um", "uh", "you know"]}; unset: the
+    # built-in list (app.speech.settings.DEFAULT_FILLERS).
+    speech_filler_words: dict[str, list[str]] | None = None
+
     # Jobs and workers
     embedded_worker: bool | None = None
     worker_concurrency: int = Field(default=2, ge=1)
@@ -154,6 +190,37 @@ class Settings(BaseSettings):
         if self.cors_origins or self.is_production:
             return None
         return r"^http://(localhost|127\.0\.0\.1)(:\d+)?$"
+
+    def speech_settings(self) -> SpeechSettings:
+        """What app.speech.analyze() is tuned with (raises ValueError for values it refuses)."""
+        # Imported here: app.speech imports this module (ConfigError).
+        from app.speech.settings import DEFAULT_FILLERS, SpeechSettings
+
+        fillers = self.speech_filler_words
+        return SpeechSettings(
+            engine=self.asr_engine,
+            model_dir=self.asr_model_dir,
+            language=self.speech_language,
+            whisper_compute_type=self.asr_whisper_compute_type,
+            whisper_cpu_threads=self.asr_whisper_cpu_threads,
+            whisper_beam_size=self.asr_whisper_beam_size,
+            asr_timeout_factor=self.asr_timeout_factor,
+            asr_timeout_base_s=self.asr_timeout_base_s,
+            vad_threshold=self.speech_vad_threshold,
+            min_silence_ms=self.speech_min_silence_ms,
+            min_speech_ms=self.speech_min_speech_ms,
+            pause_min_ms=self.speech_pause_min_ms,
+            too_quiet_lufs=self.speech_too_quiet_lufs,
+            clipping_true_peak_dbtp=self.speech_clipping_dbtp,
+            long_pause_ms=self.speech_long_pause_ms,
+            slow_start_ms=self.speech_slow_start_ms,
+            too_slow_wpm=self.speech_too_slow_wpm,
+            too_fast_wpm=self.speech_too_fast_wpm,
+            many_fillers_per_min=self.speech_many_fillers_per_min,
+            filler_words=dict(DEFAULT_FILLERS)
+            if fillers is None
+            else {lang.lower(): tuple(words) for lang, words in fillers.items()},
+        )
 
     def resolved_secret_key(self) -> str:
         if self.secret_key:

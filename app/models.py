@@ -11,6 +11,7 @@ from app.jobs.models import Job
 from app.notifications.models import Notification
 from app.orgs.models import Organization
 from app.reviews.models import ReviewRequest, ReviewScore
+from app.speech_analysis.models import ClipSpeech
 from app.stages.models import Skill, Stage
 from app.uploads.models import Upload
 from app.users.models import User
@@ -20,6 +21,7 @@ from app.webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, Webhook
 __all__ = [
     "Base",
     "Clip",
+    "ClipSpeech",
     "ClipView",
     "Event",
     "EventSequence",

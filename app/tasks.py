@@ -13,20 +13,24 @@ from app.auth.tasks import purge_login_failures
 from app.clips import lifecycle
 from app.clips.tasks import expire_uploads, fail_abandoned_transcodes, purge_clip
 from app.clips.transcode import transcode_clip
-from app.config import Settings
+from app.config import ConfigError, Settings
 from app.events import service as events
 from app.events.tasks import purge_expired_events
 from app.exemplars.service import notify_pitch_ready
 from app.exemplars.tasks import REFRESH_INTERVAL_S, refresh_exemplar_scores
 from app.idempotency.tasks import purge_idempotency_records
-from app.jobs.kinds import PURGE_CLIP, TRANSCODE_CLIP, WEBHOOK_DELIVER
+from app.jobs.kinds import ANALYZE_SPEECH, PURGE_CLIP, TRANSCODE_CLIP, WEBHOOK_DELIVER
 from app.jobs.registry import registry
+from app.speech import check_engine
+from app.speech_analysis.service import enqueue_analysis
+from app.speech_analysis.tasks import analyze_speech
 from app.webhooks import service as webhooks
 from app.webhooks.tasks import deliver_webhook, fail_stranded_deliveries, purge_deliveries
 
 registry.add(TRANSCODE_CLIP, transcode_clip)
 registry.add(PURGE_CLIP, purge_clip)
 registry.add(WEBHOOK_DELIVER, deliver_webhook)
+registry.add(ANALYZE_SPEECH, analyze_speech)
 # Periodic tasks run in every worker; each is idempotent and safe to overlap.
 registry.register_periodic("uploads.expire", 300, expire_uploads)
 registry.register_periodic("idempotency.purge_expired", 300, purge_idempotency_records)
@@ -53,3 +57,22 @@ async def _notify_pitch_ready(
 
 
 lifecycle.on_ready(_notify_pitch_ready)
+
+
+async def _analyze_speech(session: AsyncSession, clip_id: uuid.UUID, _settings: Settings) -> None:
+    # Its own job, queued behind transcodes, in the transaction that makes the clip ready.
+    await enqueue_analysis(session, clip_id)
+
+
+lifecycle.on_ready(_analyze_speech)
+
+
+def check_startup(settings: Settings) -> None:
+    """What a worker checks before it claims anything (process and embedded alike): the
+    speech engine it would run, so a misconfiguration (whisper without a model folder) stops
+    the start with a clear message instead of failing every analysis."""
+    try:
+        speech = settings.speech_settings()
+    except ValueError as exc:
+        raise ConfigError(f"speech analysis settings: {exc}") from exc
+    check_engine(speech)

@@ -86,6 +86,8 @@ def make_settings(database_url: str, tmp_path: Path) -> Any:
             "media_dir": tmp_path / "media",
             "embedded_worker": False,
             "log_format": "console",
+            # No transcripts unless a test asks: a ready pitch's speech job stays cheap.
+            "asr_engine": "none",
         }
         values.update(overrides)
         return Settings(**values)

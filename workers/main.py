@@ -22,9 +22,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.config import Settings, get_settings
+from app.config import ConfigError, Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.jobs.registry import JobServices, Registry, registry
+from app.tasks import check_startup
 from workers.runtime import DEFAULT_GRACE_S, Worker
 
 log = logging.getLogger("peerpitch.worker")
@@ -121,6 +122,8 @@ def run_worker(
         from app.logging import configure_logging as configure
 
         configure(settings.log_format, settings.log_level)
+    # A ConfigError (e.g. whisper without a model folder) ends the command with its message.
+    check_startup(settings)
     try:
         asyncio.run(
             _serve(
@@ -192,6 +195,11 @@ async def embedded_worker(app: FastAPI) -> AsyncIterator[None]:
     if not settings.run_embedded_worker:
         yield
         return
+    try:
+        check_startup(settings)  # the API does not start with a worker that cannot work
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        raise
     handle = start_embedded_worker(
         settings,
         app.state.engine,

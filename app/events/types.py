@@ -11,6 +11,9 @@ CLIP_VIEWABLE = "clip.viewable"
 CLIP_READY = "clip.ready"
 CLIP_FAILED = "clip.failed"
 CLIP_DELETED = "clip.deleted"
+# A clip's speech analysis finished (ready, unavailable or failed): data holds the clip's
+# id and owner and the analysis as GET /v1/clips/{id}/speech shows it.
+CLIP_SPEECH_ANALYZED = "clip.speech_analyzed"
 UPLOAD_EXPIRED = "upload.expired"
 FEEDBACK_CREATED = "feedback.created"
 FEEDBACK_UPDATED = "feedback.updated"
@@ -32,6 +35,7 @@ EVENT_TYPES: tuple[str, ...] = (
     CLIP_READY,
     CLIP_FAILED,
     CLIP_DELETED,
+    CLIP_SPEECH_ANALYZED,
     UPLOAD_EXPIRED,
     FEEDBACK_CREATED,
     FEEDBACK_UPDATED,

@@ -49,5 +49,8 @@ class JobKind:
 TRANSCODE_CLIP = JobKind("transcode_clip")  # {"clip_id", "org_id"}
 PURGE_CLIP = JobKind("purge_clip")  # {"clip_id", "org_id"}
 WEBHOOK_DELIVER = JobKind("webhook_deliver")  # {"delivery_id", "org_id"}: one attempt
+ANALYZE_SPEECH = JobKind("analyze_speech")  # {"clip_id", "org_id"}: after the clip is ready
 
-PRODUCT_KINDS: frozenset[JobKind] = frozenset({TRANSCODE_CLIP, PURGE_CLIP, WEBHOOK_DELIVER})
+PRODUCT_KINDS: frozenset[JobKind] = frozenset(
+    {TRANSCODE_CLIP, PURGE_CLIP, WEBHOOK_DELIVER, ANALYZE_SPEECH}
+)

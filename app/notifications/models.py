@@ -22,6 +22,9 @@ class NotificationKind(enum.StrEnum):
     review_declined = "review_declined"
     # A pitch finished processing; data lists the exemplars it is linked to.
     pitch_ready = "pitch_ready"
+    # A pitch's speech was analysed (ready, or unavailable: no audio, silent, no speech);
+    # data holds the status, flags and headline delivery figures.
+    pitch_analyzed = "pitch_analyzed"
     # A pitch could not be processed; data holds the error's code and message.
     pitch_failed = "pitch_failed"
     # An upload was not completed in time; its clip may start a new one.

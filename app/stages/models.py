@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, TenantMixin, TimestampMixin
@@ -33,5 +33,13 @@ class Skill(TenantMixin, Base):
     key: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     position: Mapped[int] = mapped_column(default=0)
+    # The skill's talk track: phrases a pitch at this stage should say, and should not (the
+    # speech analysis reports which were said, and where).
+    phrases_to_use: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
+    phrases_to_avoid: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
 
     stage: Mapped[Stage] = relationship(back_populates="skills", lazy="raise")

@@ -56,3 +56,13 @@ class StageRepository(TenantRepository[Stage]):
             .where(self.where_in_org(Skill), Stage.key == stage_key)
         )
         return set(rows.all())
+
+    async def skills_of(self, stage_key: str) -> list[Skill]:
+        """The skills of one stage, in order (empty when the stage does not exist)."""
+        rows = await self.session.scalars(
+            select(Skill)
+            .join(Stage, Stage.id == Skill.stage_id)
+            .where(self.where_in_org(Skill), Stage.key == stage_key)
+            .order_by(Skill.position, Skill.key)
+        )
+        return list(rows.all())

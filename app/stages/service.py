@@ -24,7 +24,14 @@ def seed_default_stages(session: AsyncSession, org_id: uuid.UUID) -> None:
         skills = spec["skills"]
         assert isinstance(skills, list)
         stage.skills = [
-            Skill(org_id=org_id, key=key, name=name, position=i)
+            Skill(
+                org_id=org_id,
+                key=key,
+                name=name,
+                position=i,
+                phrases_to_use=[],
+                phrases_to_avoid=[],
+            )
             for i, (key, name) in enumerate(skills)
         ]
         session.add(stage)
@@ -45,9 +52,16 @@ def _replace_skills(stage: Stage, skills: list[SkillIn]) -> None:
     existing = {s.key: s for s in stage.skills}
     kept: list[Skill] = []
     for position, spec in enumerate(skills):
-        skill = existing.get(spec.key) or Skill(org_id=stage.org_id, key=spec.key)
+        skill = existing.get(spec.key) or Skill(
+            org_id=stage.org_id, key=spec.key, phrases_to_use=[], phrases_to_avoid=[]
+        )
         skill.name = spec.name
         skill.position = position
+        # Omitted phrases stay as they are: renaming or reordering skills keeps talk tracks.
+        if spec.phrases_to_use is not None:
+            skill.phrases_to_use = list(spec.phrases_to_use)
+        if spec.phrases_to_avoid is not None:
+            skill.phrases_to_avoid = list(spec.phrases_to_avoid)
         kept.append(skill)
     stage.skills = kept
 
@@ -93,3 +107,8 @@ async def update_stage(
 async def skill_keys(session: AsyncSession, org_id: uuid.UUID, stage_key: str) -> set[str]:
     """The skill keys of one stage of an org (empty when the stage does not exist)."""
     return await StageRepository(session, org_id).skill_keys(stage_key)
+
+
+async def stage_skills(session: AsyncSession, org_id: uuid.UUID, stage_key: str) -> list[Skill]:
+    """One stage's skills in order, with their talk tracks (empty for an unknown stage)."""
+    return await StageRepository(session, org_id).skills_of(stage_key)

@@ -130,3 +130,106 @@ async def test_get_one_stage(client: httpx.AsyncClient, make_org: Any) -> None:
     r = await client.get("/v1/stages/renewal", headers=rep.headers)
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "not_found"
+
+
+async def test_admin_edits_talk_tracks_and_they_survive_other_skill_edits(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    rep = await org.add_user("rep")
+    r = await client.get("/v1/stages/closing", headers=rep.headers)
+    assert {
+        (s["phrases_to_use"], s["phrases_to_avoid"]) == ([], []) for s in r.json()["skills"]
+    } == {True}
+
+    skills = [
+        {
+            "key": "value_roi",
+            "name": "Value",
+            "phrases_to_use": ["  return on   investment ", "payback period"],
+            "phrases_to_avoid": ["cheap"],
+        },
+        {"key": "urgency", "name": "Urgency"},
+    ]
+    r = await client.patch("/v1/stages/closing", json={"skills": skills}, headers=org.admin.headers)
+    assert r.status_code == 200, r.text
+    value = r.json()["skills"][0]
+    # Stored as given, with spacing folded.
+    assert value["phrases_to_use"] == ["return on investment", "payback period"]
+    assert value["phrases_to_avoid"] == ["cheap"]
+    assert r.json()["skills"][1]["phrases_to_use"] == []
+
+    # Renaming and reordering without the phrase fields keeps each skill's talk track; a
+    # list that is sent replaces the stored one.
+    r = await client.patch(
+        "/v1/stages/closing",
+        json={
+            "skills": [
+                {"key": "urgency", "name": "Urgency", "phrases_to_avoid": ["no rush"]},
+                {"key": "value_roi", "name": "Value and ROI"},
+            ]
+        },
+        headers=org.admin.headers,
+    )
+    assert r.status_code == 200, r.text
+    got = (await client.get("/v1/stages/closing", headers=rep.headers)).json()["skills"]
+    assert [(s["key"], s["phrases_to_use"], s["phrases_to_avoid"]) for s in got] == [
+        ("urgency", [], ["no rush"]),
+        ("value_roi", ["return on investment", "payback period"], ["cheap"]),
+    ]
+
+    # A new stage may carry talk tracks from the start.
+    r = await client.post(
+        "/v1/stages",
+        json={
+            "key": "renewal",
+            "name": "Renewal",
+            "skills": [{"key": "upsell", "name": "Upsell", "phrases_to_use": ["next year"]}],
+        },
+        headers=org.admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["skills"][0]["phrases_to_use"] == ["next year"]
+
+
+async def test_talk_track_bounds_and_who_may_edit_them(
+    client: httpx.AsyncClient, make_org: Any
+) -> None:
+    org = await make_org()
+    coach = await org.add_user("coach")
+    rep = await org.add_user("rep")
+    skill = {"key": "value_roi", "name": "Value"}
+    for actor in (coach, rep):
+        r = await client.patch(
+            "/v1/stages/closing",
+            json={"skills": [{**skill, "phrases_to_use": ["return on investment"]}]},
+            headers=actor.headers,
+        )
+        assert r.status_code == 403, r.text
+    bad = [
+        {"phrases_to_use": ["x" * 101]},
+        {"phrases_to_use": [f"phrase {i}" for i in range(51)]},
+        {"phrases_to_avoid": ["   "]},
+        {"phrases_to_avoid": ["?!"]},
+        {"phrases_to_use": ["ROI", "roi"]},
+        {"phrases_to_use": ["cheap"], "phrases_to_avoid": ["Cheap"]},
+    ]
+    for phrases in bad:
+        r = await client.patch(
+            "/v1/stages/closing", json={"skills": [{**skill, **phrases}]}, headers=org.admin.headers
+        )
+        assert r.status_code == 422, phrases
+        assert r.json()["error"]["code"] == "validation_error"
+    # The limits themselves are fine.
+    r = await client.patch(
+        "/v1/stages/closing",
+        json={
+            "skills": [
+                {**skill, "phrases_to_use": [f"phrase {i}" for i in range(49)] + ["y" * 100]}
+            ]
+        },
+        headers=org.admin.headers,
+    )
+    assert r.status_code == 200, r.text
+    got = (await client.get("/v1/stages/closing", headers=coach.headers)).json()["skills"]
+    assert len(got[0]["phrases_to_use"]) == 50

@@ -66,6 +66,7 @@ def live_server(
             "PEERPITCH_MEDIA_DIR": str(workdir / "media"),
             "PEERPITCH_SECRET_KEY": "live-server-secret-key-0123456789-abcdefghijklmnop",
             "PEERPITCH_TRANSCODE_PRESET": "ultrafast",
+            "PEERPITCH_ASR_ENGINE": "none",
             "PEERPITCH_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "PEERPITCH_JOB_POLL_INTERVAL_S": "0.2",
             "PEERPITCH_LOG_LEVEL": "WARNING",
