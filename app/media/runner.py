@@ -156,13 +156,15 @@ def _preexec(limits: Limits, cpu_s: int) -> Callable[[], None]:
     return apply
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
+def kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL a child started in its own session, with everything it spawned."""
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-async def _tail(stream: asyncio.StreamReader, keep: int) -> bytes:
+async def read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
+    """Drain ``stream`` to its end, keeping only its last ``keep`` bytes."""
     buf = bytearray()
     while chunk := await stream.read(65536):
         buf += chunk
@@ -197,19 +199,19 @@ async def _run(
     )
     assert proc.stdout is not None
     assert proc.stderr is not None
-    stderr_task = asyncio.ensure_future(_tail(proc.stderr, STDERR_TAIL_BYTES))
+    stderr_task = asyncio.ensure_future(read_tail(proc.stderr, STDERR_TAIL_BYTES))
     try:
         async with asyncio.timeout(timeout_s):
             await consume_stdout(proc.stdout)
             returncode = await proc.wait()
             stderr = await stderr_task
     except TimeoutError:
-        _kill_group(proc)
+        kill_group(proc)
         await proc.wait()
         raise FfmpegTimeout(timeout_s, _decode(await stderr_task), program=program) from None
     except BaseException:
         # Cancelled (lease lost, shutdown) or a callback failed: never leave ffmpeg running.
-        _kill_group(proc)
+        kill_group(proc)
         await proc.wait()
         stderr_task.cancel()
         raise

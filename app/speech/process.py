@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from app.media.runner import kill_group, read_tail
 from app.speech.child import EXIT_ENGINE_ERROR, ChildJob, ChildResult
 from app.speech.settings import SpeechSettings
 
@@ -53,20 +53,11 @@ def _child_env() -> dict[str, str]:
     }
 
 
-async def _tail(stream: asyncio.StreamReader, keep: int) -> bytes:
-    buf = bytearray()
-    while chunk := await stream.read(65536):
-        buf += chunk
-        if len(buf) > 2 * keep:
-            del buf[:-keep]
-    return bytes(buf[-keep:])
-
-
 class AsrProcess:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self._proc = proc
         assert proc.stderr is not None
-        self._stderr = asyncio.ensure_future(_tail(proc.stderr, STDERR_TAIL_BYTES))
+        self._stderr = asyncio.ensure_future(read_tail(proc.stderr, STDERR_TAIL_BYTES))
 
     @classmethod
     async def start(cls, settings: SpeechSettings) -> AsrProcess:
@@ -133,9 +124,7 @@ class AsrProcess:
         return raw.decode("utf-8", errors="replace")
 
     def kill(self) -> None:
-        if self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGKILL)
+        kill_group(self._proc)
 
     async def close(self) -> None:
         """Kill the child unless it has exited, and reap it (safe to call twice)."""
