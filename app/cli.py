@@ -171,6 +171,25 @@ def _cmd_init_storage(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _queue_speech_analyses(settings: Settings, *, force: bool) -> int:
+    from app.db import make_engine, make_sessionmaker
+    from app.speech_analysis.maintenance import enqueue_analyses
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            return await enqueue_analyses(session, force=force)
+    finally:
+        await engine.dispose()
+
+
+def _cmd_analyze_speech(args: argparse.Namespace, settings: Settings) -> int:
+    count = asyncio.run(_queue_speech_analyses(settings, force=args.all))
+    what = "ready pitches and exemplars" if args.all else "clips without a current analysis"
+    print(f"queued the speech analysis of {count} {what} (workers run them)")
+    return 0
+
+
 Command = Callable[[argparse.Namespace, Settings], int]
 # Adds a sub-command's parser to the subparsers action and returns its implementation.
 CommandSpec = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Command]
@@ -182,6 +201,7 @@ COMMANDS: dict[str, Command] = {
     "create-org": _cmd_create_org,
     "seed-demo": _cmd_seed_demo,
     "init-storage": _cmd_init_storage,
+    "analyze-speech": _cmd_analyze_speech,
 }
 
 
@@ -217,6 +237,15 @@ def build_parser(
     demo = sub.add_parser("seed-demo", help="create the Demo org with one user per role")
     demo.add_argument(
         "--if-empty", action="store_true", help="only when the database has no organization yet"
+    )
+    speech = sub.add_parser(
+        "analyze-speech",
+        help="queue speech analyses of ready clips that have none (e.g. after upgrading)",
+    )
+    speech.add_argument(
+        "--all",
+        action="store_true",
+        help="analyse every ready pitch and exemplar again (e.g. after installing a model)",
     )
     return parser, commands
 

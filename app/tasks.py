@@ -19,11 +19,19 @@ from app.events.tasks import purge_expired_events
 from app.exemplars.service import notify_pitch_ready
 from app.exemplars.tasks import REFRESH_INTERVAL_S, refresh_exemplar_scores
 from app.idempotency.tasks import purge_idempotency_records
-from app.jobs.kinds import ANALYZE_SPEECH, PURGE_CLIP, TRANSCODE_CLIP, WEBHOOK_DELIVER
+from app.jobs.kinds import (
+    ANALYZE_SPEECH,
+    PURGE_CLIP,
+    REMATCH_TALK_TRACK,
+    TRANSCODE_CLIP,
+    WEBHOOK_DELIVER,
+)
 from app.jobs.registry import registry
 from app.speech import check_engine
+from app.speech_analysis.maintenance import enqueue_rematch
 from app.speech_analysis.service import enqueue_analysis
-from app.speech_analysis.tasks import analyze_speech
+from app.speech_analysis.tasks import analyze_speech, rematch_talk_track
+from app.stages.service import on_talk_track_changed
 from app.webhooks import service as webhooks
 from app.webhooks.tasks import deliver_webhook, fail_stranded_deliveries, purge_deliveries
 
@@ -31,6 +39,7 @@ registry.add(TRANSCODE_CLIP, transcode_clip)
 registry.add(PURGE_CLIP, purge_clip)
 registry.add(WEBHOOK_DELIVER, deliver_webhook)
 registry.add(ANALYZE_SPEECH, analyze_speech)
+registry.add(REMATCH_TALK_TRACK, rematch_talk_track)
 # Periodic tasks run in every worker; each is idempotent and safe to overlap.
 registry.register_periodic("uploads.expire", 300, expire_uploads)
 registry.register_periodic("idempotency.purge_expired", 300, purge_idempotency_records)
@@ -65,6 +74,8 @@ async def _analyze_speech(session: AsyncSession, clip_id: uuid.UUID, _settings: 
 
 
 lifecycle.on_ready(_analyze_speech)
+# An admin's edit of a stage's talk track re-matches the stage's stored transcripts.
+on_talk_track_changed(enqueue_rematch)
 
 
 def check_startup(settings: Settings) -> None:

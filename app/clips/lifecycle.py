@@ -241,6 +241,27 @@ async def publish(
     return bool(moved)
 
 
+async def attach_captions(
+    session: AsyncSession, clip_id: uuid.UUID, media_version: str, captions: dict[str, Any]
+) -> bool:
+    """Name stored caption files in a ready clip's media manifest, if it still plays
+    ``media_version`` (a newer version has its own captions to come). Not a transition: the
+    status stays; the row is locked, so a republish cannot interleave."""
+    media = await session.scalar(
+        select(Clip.media)
+        .where(Clip.id == clip_id, Clip.deleted_at.is_(None), Clip.status == S.ready)
+        .with_for_update()
+    )
+    if not media or str(media.get("version")) != media_version:
+        return False
+    await session.execute(
+        update(Clip)
+        .where(Clip.id == clip_id)
+        .values(media={**media, "captions": captions}, updated_at=utcnow())
+    )
+    return True
+
+
 async def record_progress(session: AsyncSession, clip_id: uuid.UUID, shown: float) -> None:
     """Encoding progress, monotonic: a retry restarting at 0 never makes the bar jump back."""
     await session.execute(

@@ -49,8 +49,9 @@ class JobKind:
 TRANSCODE_CLIP = JobKind("transcode_clip")  # {"clip_id", "org_id"}
 PURGE_CLIP = JobKind("purge_clip")  # {"clip_id", "org_id"}
 WEBHOOK_DELIVER = JobKind("webhook_deliver")  # {"delivery_id", "org_id"}: one attempt
-ANALYZE_SPEECH = JobKind("analyze_speech")  # {"clip_id", "org_id"}: after the clip is ready
+ANALYZE_SPEECH = JobKind("analyze_speech")  # {"clip_id", "org_id", "force"?}: once ready
+REMATCH_TALK_TRACK = JobKind("rematch_talk_track")  # {"org_id", "stage"}: after an edit
 
 PRODUCT_KINDS: frozenset[JobKind] = frozenset(
-    {TRANSCODE_CLIP, PURGE_CLIP, WEBHOOK_DELIVER, ANALYZE_SPEECH}
+    {TRANSCODE_CLIP, PURGE_CLIP, WEBHOOK_DELIVER, ANALYZE_SPEECH, REMATCH_TALK_TRACK}
 )

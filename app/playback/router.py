@@ -130,8 +130,20 @@ async def poster(token: Token, request: Request) -> Response:
 
 
 @router.get(
+    "/v1/play/{token}/captions.vtt",
+    summary="Redirect to a signed URL of the captions (WebVTT), once the clip has a transcript",
+    response_class=Response,
+    status_code=302,
+    responses=_PLAY_ERRORS,
+)
+async def captions(token: Token, request: Request) -> Response:
+    return await _redirect(token, request, "captions")
+
+
+@router.get(
     "/v1/play/{token}/{rendition}/{playlist}",
-    summary="HLS media playlist of one rendition; its segment URLs are under the same token",
+    summary="HLS media playlist of one rendition (or of the captions); its segment URLs are "
+    "under the same token",
     response_class=Response,
     responses={200: {"content": {M3U8: {}}}, **_PLAY_ERRORS},
 )

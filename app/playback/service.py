@@ -42,6 +42,7 @@ from app.config import Settings
 from app.errors import Conflict, Forbidden, NotFound
 from app.playback import signing
 from app.playback.states import ClipStates
+from app.speech import subtitles_media_tag
 from app.storage.base import ObjectNotFound, Storage
 from app.storage.local import ScopedMediaSigner, sign_media_url
 from app.storage.s3 import S3Storage
@@ -69,6 +70,7 @@ class Playback:
     mp4_url: str | None
     poster_url: str | None
     storyboard_url: str | None
+    captions_url: str | None
     expires_at: datetime
 
 
@@ -118,6 +120,7 @@ def sign_playback(
             if media.get("storyboard") and media.get("storyboard_vtt")
             else None
         ),
+        captions_url=root + "captions.vtt" if _captions(media) else None,
         expires_at=datetime.fromtimestamp(exp, UTC),
     )
 
@@ -249,7 +252,7 @@ def segment_key(grant: Grant, rendition: str, segment: str) -> str:
     if not _RENDITION.fullmatch(rendition) or not _SEGMENT.fullmatch(segment):
         raise NotFound("No such segment.")
     folder = rendition + "/"
-    if not any(str(v["playlist"]).startswith(folder) for v in grant.media["variants"]):
+    if not any(str(v["playlist"]).startswith(folder) for v in _playlists(grant.media)):
         raise NotFound("No such rendition.")
     return f"{grant.media['prefix']}{folder}{segment}"
 
@@ -344,10 +347,21 @@ def _join(directory: str, uri: str) -> str:
     return f"{directory}{_check_relative(uri)}"
 
 
+SUBTITLES_GROUP = "subs"
+
+
+def _captions(media: dict[str, Any]) -> dict[str, Any] | None:
+    captions = media.get("captions")
+    return captions if isinstance(captions, dict) and captions.get("playlist") else None
+
+
 async def master_playlist(cache: TextCache, storage: Storage, grant: Grant, root: str) -> str:
+    """The stored master with absolute URLs under the token; once the clip has captions
+    (app.speech_analysis.captions), with their SUBTITLES rendition, named by every variant."""
     media = grant.media
     text = await cache.read(storage, media["prefix"] + media["master"], keep=grant.ready)
     known = {v["playlist"] for v in media["variants"]}
+    captions = _captions(media)
     out = []
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -356,12 +370,30 @@ async def master_playlist(cache: TextCache, storage: Storage, grant: Grant, root
             line = root + line
         elif _URI_ATTR.search(line):
             line = _URI_ATTR.sub(lambda m: f'URI="{root}{_check_relative(m.group(1))}"', line)
+        elif captions is not None and line.startswith("#EXT-X-STREAM-INF:"):
+            if not any(o.startswith("#EXT-X-MEDIA:TYPE=SUBTITLES") for o in out):
+                out.append(
+                    subtitles_media_tag(
+                        root + _check_relative(str(captions["playlist"])),
+                        language=str(captions.get("language") or "und"),
+                        name=str(captions.get("name") or "Captions"),
+                        group_id=SUBTITLES_GROUP,
+                    )
+                )
+            line += f',SUBTITLES="{SUBTITLES_GROUP}"'
         out.append(line)
     return "\n".join(out) + "\n"
 
 
+def _playlists(media: dict[str, Any]) -> list[dict[str, Any]]:
+    """The media playlists a token serves: every variant's, and the captions' once there."""
+    captions = _captions(media)
+    extra = [{"playlist": str(captions["playlist"])}] if captions is not None else []
+    return [*media["variants"], *extra]
+
+
 def find_variant(grant: Grant, path: str) -> dict[str, Any]:
-    for variant in grant.media["variants"]:
+    for variant in _playlists(grant.media):
         if variant["playlist"] == path:
             return dict(variant)
     raise NotFound("No such rendition.")
@@ -460,8 +492,13 @@ async def storyboard_vtt(cache: TextCache, signer: Signer, grant: Grant) -> str:
 
 
 async def object_url(signer: Signer, grant: Grant, field: str) -> str:
-    """A signed URL of the download MP4 or the poster (the play routes redirect to it)."""
-    name = grant.media.get(field)
+    """A signed URL of the download MP4, the poster or the captions file (the play routes
+    redirect to it)."""
+    if field == "captions":
+        captions = _captions(grant.media)
+        name = captions.get("vtt") if captions is not None else None
+    else:
+        name = grant.media.get(field)
     if not name:
         raise NotFound("This clip has no such file yet.")
     (url,) = await signer.sign([grant.media["prefix"] + _check_relative(str(name))])

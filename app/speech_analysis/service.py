@@ -17,6 +17,7 @@ from typing import Any, cast, get_args
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.clips import lifecycle
 from app.clips.models import Clip, ClipKind, ClipStatus
 from app.clips.service import get_clip
 from app.db import utcnow
@@ -27,7 +28,7 @@ from app.jobs.kinds import ANALYZE_SPEECH
 from app.jobs.service import enqueue
 from app.notifications.models import NotificationKind
 from app.notifications.service import Cause, notify
-from app.speech import EngineName, SpeechResult, TalkTrackPhrase, Transcript
+from app.speech import EngineName, SpeechResult, TalkTrackPhrase, Transcript, match_talk_track
 from app.speech_analysis.models import ClipSpeech, SpeechStatus
 from app.speech_analysis.repository import SpeechRepository
 from app.speech_analysis.schemas import SpeechOut
@@ -42,17 +43,25 @@ MESSAGE_LIMIT = 2000
 
 
 async def enqueue_analysis(session: AsyncSession, clip_id: uuid.UUID) -> None:
-    """The ready hook: queue the clip's analysis in the transaction that makes it ready.
-    One unfinished job per clip: it analyses whatever version is current when it runs."""
+    """The ready hook: queue the clip's analysis in the transaction that makes it ready."""
     clip = await session.get(Clip, clip_id)  # in the identity map: the hook's caller read it
     if clip is None or clip.kind not in ANALYSED_KINDS:
         return
+    await queue_analysis(session, clip.id, clip.org_id)
+
+
+async def queue_analysis(
+    session: AsyncSession, clip_id: uuid.UUID, org_id: uuid.UUID, *, force: bool = False
+) -> None:
+    """One unfinished job per clip: it analyses whatever version is current when it runs;
+    ``force`` analyses it even if that version is analysed already."""
+    payload = {"clip_id": str(clip_id), "org_id": str(org_id)}
     await enqueue(
         session,
         ANALYZE_SPEECH,
-        {"clip_id": str(clip.id), "org_id": str(clip.org_id)},
+        {**payload, "force": True} if force else payload,
         priority=JOB_PRIORITY,
-        dedupe_key=f"{ANALYZE_SPEECH}:{clip.id}",
+        dedupe_key=f"{ANALYZE_SPEECH}:{clip_id}",
     )
 
 
@@ -64,6 +73,7 @@ class Target:
     org_id: uuid.UUID
     owner_id: uuid.UUID
     kind: ClipKind
+    stage: str
     title: str
     media_version: str
     # From probing the source: renditions of a clip without audio carry a silent track, so
@@ -72,6 +82,7 @@ class Target:
     duration_ms: int | None
     # The MP4 download (small, on the playback timeline) or, without one, the source.
     media_key: str
+    media_prefix: str  # the version's folder: captions are stored next to its renditions
     talk_track: tuple[TalkTrackPhrase, ...]
 
 
@@ -80,9 +91,12 @@ def _media_version(clip: Clip) -> str | None:
     return str(version) if version else None
 
 
-async def analysis_target(session: AsyncSession, clip_id: uuid.UUID) -> Target | None:
+async def analysis_target(
+    session: AsyncSession, clip_id: uuid.UUID, *, force: bool = False
+) -> Target | None:
     """The clip to analyse, or None: deleted, not ready, not analysed (feedback), or its
-    current version is analysed already (a rerun of a job whose success was not recorded)."""
+    current version is analysed already (a rerun of a job whose success was not recorded)
+    unless ``force``."""
     clip = await session.get(Clip, clip_id)
     if (
         clip is None
@@ -94,28 +108,37 @@ async def analysis_target(session: AsyncSession, clip_id: uuid.UUID) -> Target |
     version = _media_version(clip)
     if version is None:
         return None
-    if await SpeechRepository(session, clip.org_id).analysed_version(clip.id) == version:
+    analysed = await SpeechRepository(session, clip.org_id).analysed_version(clip.id)
+    if analysed == version and not force:
         return None
     assert clip.media is not None
     download = clip.media.get("download")
     media_key = f"{clip.media['prefix']}{download}" if download else clip.source_key
-    phrases = [
-        TalkTrackPhrase(skill=skill.key, phrase=phrase, kind=kind)
-        for skill in await stage_skills(session, clip.org_id, clip.stage)
-        for kind, listed in (("use", skill.phrases_to_use), ("avoid", skill.phrases_to_avoid))
-        for phrase in listed
-    ]
     return Target(
         clip_id=clip.id,
         org_id=clip.org_id,
         owner_id=clip.owner_id,
         kind=clip.kind,
+        stage=clip.stage,
         title=clip.title,
         media_version=version,
         has_audio=clip.has_audio is not False,
         duration_ms=clip.duration_ms,
         media_key=media_key,
-        talk_track=tuple(phrases),
+        media_prefix=str(clip.media["prefix"]),
+        talk_track=await talk_track_of(session, clip.org_id, clip.stage),
+    )
+
+
+async def talk_track_of(
+    session: AsyncSession, org_id: uuid.UUID, stage: str
+) -> tuple[TalkTrackPhrase, ...]:
+    """The stage's talk track now: every skill's phrases to use, then to avoid."""
+    return tuple(
+        TalkTrackPhrase(skill=skill.key, phrase=phrase, kind=kind)
+        for skill in await stage_skills(session, org_id, stage)
+        for kind, listed in (("use", skill.phrases_to_use), ("avoid", skill.phrases_to_avoid))
+        for phrase in listed
     )
 
 
@@ -134,12 +157,25 @@ async def _still_current(session: AsyncSession, target: Target) -> bool:
     )
 
 
-async def store_result(session: AsyncSession, target: Target, result: SpeechResult) -> bool:
+async def store_result(
+    session: AsyncSession,
+    target: Target,
+    result: SpeechResult,
+    *,
+    captions: dict[str, Any] | None = None,
+) -> bool:
     """Keep ``result`` as the clip's analysis, announce it and tell a pitch's owner, in the
-    caller's transaction. False (nothing stored) when the clip was deleted or replaced by a
-    newer version meanwhile."""
+    caller's transaction, and name its stored ``captions`` (app.speech_analysis.captions) in
+    the clip's media. False (nothing stored) when the clip was deleted or replaced by a
+    newer version meanwhile.
+
+    The talk track is matched again against the stage's phrases as they are in this
+    transaction: an admin who edited them while the recogniser ran is not overwritten by
+    the phrases the job started with (app.stages announces edits; see rematch_talk_tracks).
+    """
+    result = _with_talk_track(result, await talk_track_of(session, target.org_id, target.stage))
     transcript = result.transcript
-    return await _store(
+    stored = await _store(
         session,
         target,
         {
@@ -152,6 +188,16 @@ async def store_result(session: AsyncSession, target: Target, result: SpeechResu
             "transcript": None if transcript is None else transcript.model_dump(mode="json"),
         },
     )
+    if stored and captions is not None:
+        await lifecycle.attach_captions(session, target.clip_id, target.media_version, captions)
+    return stored
+
+
+def _with_talk_track(result: SpeechResult, phrases: tuple[TalkTrackPhrase, ...]) -> SpeechResult:
+    if result.transcript is None or result.status != "ready":
+        return result
+    talk = match_talk_track(result.transcript, phrases) if phrases else None
+    return result if talk == result.talk_track else result.model_copy(update={"talk_track": talk})
 
 
 async def store_failure(
@@ -204,6 +250,33 @@ async def _store(session: AsyncSession, target: Target, values: dict[str, Any]) 
         )
         await notify(session, cause, [(target.owner_id, NotificationKind.pitch_analyzed)])
     return True
+
+
+def speech_event_data(
+    clip_id: uuid.UUID, owner_id: uuid.UUID, kind: ClipKind, out: SpeechOut
+) -> dict[str, Any]:
+    """The ``clip.speech_analyzed`` event's data: the clip and its analysis as the API shows it."""
+    return {
+        "id": str(clip_id),
+        "owner_id": str(owner_id),
+        "kind": kind,
+        "speech": out.model_dump(mode="json"),
+    }
+
+
+async def announce_update(session: AsyncSession, row: ClipSpeech) -> None:
+    """A stored analysis that changed without a new analysis (its talk track was matched
+    again): announced like a new one, so subscribers refresh; nobody is notified."""
+    clip = await session.get(Clip, row.clip_id)
+    if clip is None:
+        return
+    await events.record(
+        session,
+        org_id=row.org_id,
+        type=event_types.CLIP_SPEECH_ANALYZED,
+        data=speech_event_data(clip.id, clip.owner_id, clip.kind, speech_out(clip.id, row)),
+        clip_id=clip.id,
+    )
 
 
 def _notification_data(target: Target, out: SpeechOut) -> dict[str, Any]:

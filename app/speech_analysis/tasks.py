@@ -1,11 +1,14 @@
 """The ``ANALYZE_SPEECH`` job: a ready clip's MP4 → app.speech.analyze() → its stored
 analysis (with the ``clip.speech_analyzed`` event and the owner's ``pitch_analyzed``).
 
-Payload ``{"clip_id", "org_id"}``. Idempotent: a clip whose current media version is
-analysed already is left alone. A failure a later attempt may cure (a killed recogniser, a
-timeout on a busy machine, storage) is raised, so the queue retries it with backoff; a final
-one (undecodable audio, an engine that cannot load) is stored as ``failed`` at once, and so
-is a retryable one on the last attempt. Nothing here ever changes the clip's status.
+Payload ``{"clip_id", "org_id", "force"?}``. Idempotent: a clip whose current media version
+is analysed already is left alone (unless ``force``: analyse it again). A transcript becomes
+captions: their files are stored next to the renditions before the result names them.
+
+A failure a later attempt may cure (a killed recogniser, a timeout on a busy machine,
+storage) is raised, so the queue retries it with backoff; a final one (undecodable audio, an
+engine that cannot load) is stored as ``failed`` at once, and so is a retryable one on the
+last attempt. Nothing here ever changes the clip's status.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ import anyio
 from app.jobs.registry import JobContext
 from app.jobs.service import LeaseLost
 from app.speech import SpeechResult, SpeechSettings, analyze
-from app.speech_analysis import service
+from app.speech_analysis import maintenance, service
+from app.speech_analysis.captions import (
+    discard_caption_files,
+    manifest_entry,
+    store_caption_files,
+)
 from app.storage.base import ObjectNotFound
 
 log = logging.getLogger("peerpitch.speech")
@@ -34,7 +42,9 @@ class SpeechRetry(Exception):
 async def analyze_speech(ctx: JobContext) -> None:
     clip_id = uuid.UUID(ctx.payload["clip_id"])
     async with ctx.sessionmaker() as session:
-        target = await service.analysis_target(session, clip_id)
+        target = await service.analysis_target(
+            session, clip_id, force=bool(ctx.payload.get("force"))
+        )
     if target is None:
         return  # deleted, not ready, not analysed, or this version is analysed already
     speech_settings = ctx.settings.speech_settings()
@@ -58,9 +68,18 @@ async def analyze_speech(ctx: JobContext) -> None:
         raise
     if result.is_retryable() and not ctx.is_last_attempt:
         raise SpeechRetry(f"{result.reason}: {result.message}")
+    storage = ctx.services.storage
+    captions = None
+    transcript = result.transcript
+    if result.status == "ready" and transcript is not None and transcript.segments:
+        duration_ms = result.duration_ms or target.duration_ms or transcript.segments[-1].end_ms
+        await store_caption_files(storage, target.media_prefix, transcript, duration_ms)
+        captions = manifest_entry(transcript)
     await ctx.heartbeat()  # a worker that lost the job must not store over the new owner's
     async with ctx.sessionmaker.begin() as session:
-        stored = await service.store_result(session, target, result)
+        stored = await service.store_result(session, target, result, captions=captions)
+    if not stored and captions is not None:
+        await discard_caption_files(storage, target.media_prefix)
     log.info(
         "clip %s speech %s%s%s",
         clip_id,
@@ -105,6 +124,23 @@ async def _store_failure(
 ) -> None:
     async with ctx.sessionmaker.begin() as session:
         await service.store_failure(session, target, engine, reason, message)
+
+
+async def rematch_talk_track(ctx: JobContext) -> None:
+    """``REMATCH_TALK_TRACK`` ``{"org_id", "stage"}``: the stage's analyses matched against
+    its edited talk track, a batch per transaction (each batch reads the phrases anew)."""
+    org_id = uuid.UUID(ctx.payload["org_id"])
+    stage = str(ctx.payload["stage"])
+    after: uuid.UUID | None = None
+    changed = 0
+    while True:
+        await ctx.heartbeat()
+        async with ctx.sessionmaker.begin() as session:
+            count, after = await maintenance.rematch_batch(session, org_id, stage, after)
+        changed += count
+        if after is None:
+            break
+    log.info("stage %s of org %s: %d talk tracks matched again", stage, org_id, changed)
 
 
 def _make_scratch(base: Path | None) -> str:

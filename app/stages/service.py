@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,6 +11,20 @@ from app.stages.models import Skill, Stage
 from app.stages.repository import StageRepository
 from app.stages.schemas import SkillIn, StageCreate, StageUpdate
 from app.tenancy import Principal
+
+# Called in the admin's transaction when a stage's talk track (its skills' phrases to use and
+# to avoid, in order) changed: (session, org_id, stage key). Wired by app.tasks.
+TalkTrackHook = Callable[[AsyncSession, uuid.UUID, str], Awaitable[None]]
+_talk_track_hooks: list[TalkTrackHook] = []
+
+
+def on_talk_track_changed(hook: TalkTrackHook) -> None:
+    if hook not in _talk_track_hooks:
+        _talk_track_hooks.append(hook)
+
+
+def _talk_track(stage: Stage) -> list[tuple[str, list[str], list[str]]]:
+    return [(s.key, list(s.phrases_to_use), list(s.phrases_to_avoid)) for s in stage.skills]
 
 
 def seed_default_stages(session: AsyncSession, org_id: uuid.UUID) -> None:
@@ -98,9 +113,13 @@ async def update_stage(
         stage.description = data.description
     if data.position is not None:
         stage.position = data.position
+    talk_track = _talk_track(stage)
     if data.skills is not None:
         _replace_skills(stage, data.skills)
     await session.flush()
+    if _talk_track(stage) != talk_track:
+        for hook in _talk_track_hooks:
+            await hook(session, stage.org_id, stage.key)
     return stage
 
 
