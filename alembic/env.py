@@ -13,6 +13,7 @@ from alembic import context
 from app.config import get_settings
 from app.db import UTCDateTime, is_sqlite, make_engine
 from app.models import Base
+from app.search.models import FTS_TABLE, PG_TEXT_INDEX
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -38,6 +39,17 @@ def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     return False
 
 
+def _include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
+    """Leave out what the search migration creates outside the metadata, per database
+    (app.search.models): PostgreSQL's expression index, and SQLite's FTS5 table with the
+    shadow tables FTS5 keeps for it (search_fts_data, _idx, _docsize, _config)."""
+    if type_ == "table" and name is not None:
+        return name != FTS_TABLE and not name.startswith(f"{FTS_TABLE}_")
+    if type_ == "index":
+        return name != PG_TEXT_INDEX
+    return True
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -45,6 +57,7 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         render_item=_render_item,
+        include_name=_include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

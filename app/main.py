@@ -31,6 +31,7 @@ from app.playback.router import router as playback_router
 from app.playback.service import TextCache
 from app.playback.states import ClipStates
 from app.reviews.router import router as reviews_router
+from app.search.router import router as search_router
 from app.speech_analysis.router import router as speech_router
 from app.stages.router import router as stages_router
 from app.storage import S3Storage, build_storage
@@ -125,6 +126,7 @@ def create_app(
         notifications_router,
         exemplars_router,
         speech_router,
+        search_router,
         events_router,
         webhooks_router,
     )

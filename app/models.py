@@ -11,6 +11,7 @@ from app.jobs.models import Job
 from app.notifications.models import Notification
 from app.orgs.models import Organization
 from app.reviews.models import ReviewRequest, ReviewScore
+from app.search.models import SearchDocument
 from app.speech_analysis.models import ClipSpeech
 from app.stages.models import Skill, Stage
 from app.uploads.models import Upload
@@ -38,6 +39,7 @@ __all__ = [
     "RefreshToken",
     "ReviewRequest",
     "ReviewScore",
+    "SearchDocument",
     "Skill",
     "Stage",
     "Upload",

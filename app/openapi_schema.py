@@ -62,6 +62,9 @@ def _clip_links(clip_id: str) -> dict[str, Link]:
         "RecordView": ("views_record", clip),
         "ListViewers": ("views_list_viewers", clip),
         "GetPlayback": ("playback_get", clip),
+        "GetSpeech": ("speech_get", clip),
+        "GetTranscript": ("speech_get_transcript", clip),
+        "GetTranscriptVtt": ("speech_get_transcript_vtt", clip),
     }
 
 

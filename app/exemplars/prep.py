@@ -1,10 +1,12 @@
 """The pre-meeting prep kit: one compact response a phone fetches minutes before a meeting.
 
-Six statements whatever the org's size (the caller, stages, the caller's open feedback per
-stage from clips.open_feedback_count, exemplars, tips, the caller's open feedback), each a
-short walk down an index. Playback URLs
+Seven statements whatever the org's size (the caller, stages, the caller's open feedback per
+stage from clips.open_feedback_count, exemplars, tips, the caller's open feedback, and the
+delivery figures: the caller's newest analysed pitch of the stage with the analyses of the
+stage's exemplars), each a short walk down an index. Playback URLs
 are signed in memory. The ETag covers the content, not the signatures, so a phone that asks
-again gets 304 until something it would show has changed.
+again gets 304 until something it would show has changed (a new analysis included: its
+figures and time are part of the content).
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.clips.models import Clip
 from app.clips.repository import ClipRepository
 from app.config import Settings
 from app.db import utcnow
 from app.errors import Unprocessable
+from app.exemplars.models import Exemplar
 from app.exemplars.repository import ExemplarRepository
 from app.exemplars.schemas import PrepExemplar, PrepFeedback, PrepKit, PrepStage
 from app.feedback.repository import FeedbackRepository, FeedbackTip
 from app.playback.service import sign_playback
+from app.speech_analysis.delivery import prep_delivery
 from app.stages.repository import StageRepository
 from app.tenancy import Principal
 
@@ -70,6 +77,18 @@ def content_etag(kit: PrepKit, media_versions: list[str]) -> str:
     return '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
 
 
+def _stage_exemplar_ids(
+    exemplars: ExemplarRepository, principal: Principal, stage: str
+) -> Select[uuid.UUID]:
+    """The clips of the stage's exemplars the caller may play (all of them, not only the
+    kit's best): the exemplars whose delivery the kit's medians are over."""
+    return (
+        select(Exemplar.clip_id)
+        .join(Clip, Clip.id == Exemplar.clip_id)
+        .where(*exemplars.visible_conditions(principal), Clip.stage == stage)
+    )
+
+
 async def prep_kit(
     session: AsyncSession,
     principal: Principal,
@@ -94,11 +113,13 @@ async def prep_kit(
             details=[{"loc": ["query", "stage"], "msg": "not a stage of this organization"}],
         )
 
-    exemplars = await ExemplarRepository.of(session, principal).best_of_stage(
-        principal, stage, limit
-    )
+    exemplar_repository = ExemplarRepository.of(session, principal)
+    exemplars = await exemplar_repository.best_of_stage(principal, stage, limit)
     tips = await feedback.tips(principal, stage, limit)
     mine = await feedback.newest_open_on_clips_of(principal.id, stage, limit)
+    delivery = await prep_delivery(
+        session, principal, stage, _stage_exemplar_ids(exemplar_repository, principal, stage)
+    )
 
     now = time.time()
     signed = [
@@ -130,6 +151,7 @@ async def prep_kit(
         ],
         tips=[_tip(settings, t) for t in tips],
         my_open_feedback=[_tip(settings, t) for t in mine],
+        delivery=delivery,
     )
     versions = [str(e.media.get("version", "")) for e in exemplars]
     return kit, content_etag(kit, versions)

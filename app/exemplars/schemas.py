@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.speech_analysis.schemas import PrepDelivery
 from app.users.schemas import PersonOut
 
 
@@ -100,4 +101,8 @@ class PrepKit(BaseModel):
     tips: list[PrepFeedback] = Field(description="Most helpful feedback of the stage.")
     my_open_feedback: list[PrepFeedback] = Field(
         description="Unresolved feedback on the caller's clips of the stage, newest first."
+    )
+    delivery: PrepDelivery = Field(
+        description="The caller's delivery at the stage (their newest pitch with a ready "
+        "speech analysis) next to the median of the stage's analysed exemplars."
     )

@@ -31,6 +31,7 @@ from app.notifications.models import NotificationKind
 from app.notifications.service import Cause, notify
 from app.pagination import PageParams, cut_page
 from app.playback.service import is_playable
+from app.search import service as search
 from app.stages.service import skill_keys
 from app.tenancy import Principal
 from app.users.repository import UserRepository
@@ -192,6 +193,7 @@ async def create_feedback(
     )
     session.add(item)
     await session.flush()
+    await _index(session, item)
     if root is None:
         await ClipRepository.of(session, principal).add_open_feedback(clip.id, +1)
     await _notify_new(session, principal, clip, item, root, mentions)
@@ -226,6 +228,20 @@ async def _notify_new(
         },
     )
     await notify(session, cause, recipients)
+
+
+async def _index(session: AsyncSession, item: Feedback) -> None:
+    """The item as it now reads, in the search index (app.search)."""
+    await search.index_feedback(
+        session,
+        org_id=item.org_id,
+        feedback_id=item.id,
+        clip_id=item.clip_id,
+        thread_id=item.parent_id or item.id,
+        timestamp_ms=item.timestamp_ms,
+        end_ms=item.end_ms,
+        body=item.body,
+    )
 
 
 @dataclass(frozen=True)
@@ -318,6 +334,7 @@ async def update_feedback(
         item.skill = data.skill
     if "body" in changes and data.body is not None:
         item.body = data.body
+        await _index(session, item)
     if "annotation" in changes:
         item.annotation = data.annotation.stored() if data.annotation else None
     if item.is_root and ("timestamp_ms" in changes or "end_ms" in changes):
@@ -326,6 +343,7 @@ async def update_feedback(
         _check_range(clip, timestamp_ms, end_ms)
         item.timestamp_ms, item.end_ms = timestamp_ms, end_ms
         await FeedbackRepository.of(session, principal).move_replies(item.id, timestamp_ms, end_ms)
+        await search.move_thread(session, item.org_id, item.id, timestamp_ms, end_ms)
     now = utcnow()
     item.edited_at = now
     item.updated_at = now
@@ -344,6 +362,7 @@ async def delete_feedback(
     if item.is_root and item.resolved_at is None:
         await ClipRepository.of(session, principal).add_open_feedback(item.clip_id, -1)
     tombstone = item.is_root and await repo.reply_count(item.id) > 0
+    await search.unindex_feedback(session, item.org_id, item.id)
     await events.record(
         session,
         org_id=item.org_id,

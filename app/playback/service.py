@@ -362,7 +362,7 @@ async def master_playlist(cache: TextCache, storage: Storage, grant: Grant, root
     text = await cache.read(storage, media["prefix"] + media["master"], keep=grant.ready)
     known = {v["playlist"] for v in media["variants"]}
     captions = _captions(media)
-    out = []
+    out: list[str] = []
     for line in text.splitlines():
         if line and not line.startswith("#"):
             if _check_relative(line) not in known:

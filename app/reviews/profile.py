@@ -1,4 +1,5 @@
-"""A rep's skill profile: review scores and feedback per stage and skill, with a 90-day trend.
+"""A rep's skill profile: review scores and feedback per stage and skill, with a 90-day trend,
+and per stage the delivery of their analysed pitches (app.speech_analysis.delivery).
 
 The recency weighting lives in :func:`weighted_average` so it is documented and tested once.
 """
@@ -27,8 +28,10 @@ from app.reviews.schemas import (
     Trend,
     TrendWindow,
 )
+from app.speech_analysis.delivery import delivery_trends, empty_stage_delivery
 from app.stages.service import list_stages
 from app.tenancy import Principal
+from app.trends import direction
 from app.users.repository import UserRepository
 from app.users.schemas import PersonOut
 
@@ -85,15 +88,11 @@ def trend(facts: _SkillFacts, now: datetime) -> Trend:
         )
     scored = [w.score_average for w in windows if w.score_average is not None]
     change = round(scored[-1] - scored[0], 2) if len(scored) >= 2 else None
-    direction = None
-    if change is not None:
-        if change >= TREND_THRESHOLD:
-            direction = "improving"
-        elif change <= -TREND_THRESHOLD:
-            direction = "declining"
-        else:
-            direction = "steady"
-    return Trend(windows=windows, change=change, direction=direction)
+    return Trend(
+        windows=windows,
+        change=change,
+        direction=direction(change, TREND_THRESHOLD, up="improving", down="declining"),
+    )
 
 
 async def skill_profile(
@@ -121,6 +120,9 @@ async def skill_profile(
     for note in await feedback.skill_notes_since(user.id, now - timedelta(days=TREND_DAYS)):
         facts[(note.stage, note.skill)].recent_feedback.append(note.created_at)
 
+    # Delivery figures of the user's analysed pitches, per stage (app.speech_analysis).
+    delivery = await delivery_trends(session, principal, user.id)
+
     stages = []
     for stage in await list_stages(session, principal):
         items = []
@@ -141,5 +143,12 @@ async def skill_profile(
                     trend=trend(f, now),
                 )
             )
-        stages.append(StageProfile(key=stage.key, name=stage.name, skills=items))
+        stages.append(
+            StageProfile(
+                key=stage.key,
+                name=stage.name,
+                skills=items,
+                delivery=delivery.get(stage.key) or empty_stage_delivery(),
+            )
+        )
     return SkillProfile(user=PersonOut.model_validate(user), generated_at=now, stages=stages)

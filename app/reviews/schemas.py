@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from app.clips.models import ClipStatus
 from app.reviews.models import ReviewStatus
+from app.speech_analysis.schemas import StageDelivery
 from app.users.schemas import PersonOut
 
 Score = Annotated[int, Field(ge=1, le=5)]
@@ -118,6 +119,10 @@ class StageProfile(BaseModel):
     key: str
     name: str
     skills: list[SkillProfileItem]
+    delivery: StageDelivery = Field(
+        description="Delivery of the user's pitches of the stage that have a ready speech "
+        "analysis of their current media (`pitches` 0 and empty `points` when none has)."
+    )
 
 
 class SkillProfile(BaseModel):

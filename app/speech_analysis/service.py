@@ -226,6 +226,17 @@ async def _store(session: AsyncSession, target: Target, values: dict[str, Any]) 
     values = {**values, "media_version": target.media_version, "analyzed_at": utcnow()}
     speech = SpeechRepository(session, target.org_id)
     await speech.save(target.clip_id, values)
+    # The search index follows the stored transcript (none: the clip's transcript rows go).
+    from app.search.service import index_transcript
+
+    transcript = values["transcript"]
+    await index_transcript(
+        session,
+        target.org_id,
+        target.clip_id,
+        target.media_version,
+        None if transcript is None else Transcript.model_validate(transcript),
+    )
     out = speech_out(target.clip_id, await speech.of_clip(target.clip_id, fresh=True))
     await events.record(
         session,

@@ -155,8 +155,8 @@ async def test_prep_kit_size_etag_and_statements(
     body = r.json()
     assert len(body["exemplars"]) == len(body["tips"]) == len(body["my_open_feedback"]) == 3
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    # The caller, stages, my open counts, exemplars, tips, my open feedback.
-    assert len(selects) == 6, statements
+    # The caller, stages, my open counts, exemplars, tips, my open feedback, delivery.
+    assert len(selects) == 7, statements
 
     etag = r.headers["ETag"]
     assert etag.startswith('"') and r.headers["Cache-Control"] == "private, no-cache"
@@ -192,4 +192,4 @@ async def test_prep_statement_count_does_not_grow(
     with statements_during(app) as statements:
         r = await kit(client, rep, stage="closing", limit=10)
     assert len(r.json()["exemplars"]) == size and len(r.json()["my_open_feedback"]) == size
-    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 6
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 7
