@@ -28,6 +28,7 @@ from app.jobs.kinds import ANALYZE_SPEECH
 from app.jobs.service import enqueue
 from app.notifications.models import NotificationKind
 from app.notifications.service import Cause, notify
+from app.search.service import index_transcript
 from app.speech import EngineName, SpeechResult, TalkTrackPhrase, Transcript, match_talk_track
 from app.speech_analysis.models import ClipSpeech, SpeechStatus
 from app.speech_analysis.repository import SpeechRepository
@@ -227,8 +228,6 @@ async def _store(session: AsyncSession, target: Target, values: dict[str, Any]) 
     speech = SpeechRepository(session, target.org_id)
     await speech.save(target.clip_id, values)
     # The search index follows the stored transcript (none: the clip's transcript rows go).
-    from app.search.service import index_transcript
-
     transcript = values["transcript"]
     await index_transcript(
         session,
