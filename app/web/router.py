@@ -112,7 +112,7 @@ def build_router(settings: Settings) -> APIRouter | None:
     policy = content_security_policy(settings)
     router = APIRouter(include_in_schema=False)
 
-    @router.get("/")
+    @router.api_route("/", methods=["GET", "HEAD"])
     async def index() -> HTMLResponse:
         return HTMLResponse(
             web.page(),
@@ -125,7 +125,7 @@ def build_router(settings: Settings) -> APIRouter | None:
             },
         )
 
-    @router.get("/assets/{version}/{path:path}")
+    @router.api_route("/assets/{version}/{path:path}", methods=["GET", "HEAD"])
     async def asset(version: str, path: str) -> Response:
         file = web.files.get(path)
         # Only the current version exists: an old page must reload, never get new code

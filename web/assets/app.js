@@ -1,6 +1,6 @@
 // The peerpitch web app: a hash-routed single page over the public /v1 API.
 import { get, isSignedIn, onSignedOut, signIn, signOut, streamEvents } from "./api.js";
-import { attempt, clearMessage, field, h, showError } from "./ui.js";
+import { attempt, clearMessage, field, fill, h, showError } from "./ui.js";
 import { leaving, navigate, session } from "./state.js";
 import { libraryScreen } from "./library.js";
 import { uploadScreen } from "./upload.js";
@@ -49,7 +49,7 @@ function signInScreen() {
       await start();
     }, button);
   });
-  root.replaceChildren(h("main", { class: "centered" }, h("div", { id: "message", class: "message", role: "alert" }), form));
+  fill(root, h("main", { class: "centered" }, h("div", { id: "message", class: "message", role: "alert" }), form));
   email.focus();
 }
 
@@ -73,7 +73,7 @@ function shell() {
     const q = searchInput.value.trim();
     if (q) navigate("/search/" + encodeURIComponent(q));
   });
-  root.replaceChildren(
+  fill(root, 
     h("a", { class: "skip", href: "#main", text: "Skip to content", onclick: (e) => { e.preventDefault(); document.getElementById("main").focus(); } }),
     h(
       "header",
@@ -123,20 +123,20 @@ async function render() {
   for (const [pattern, screen] of ROUTES) {
     const match = path.match(pattern);
     if (match) {
-      main.replaceChildren(h("p", { class: "loading", text: "Loading…" }));
+      fill(main, h("p", { class: "loading", text: "Loading…" }));
       try {
         const content = await screen(match);
         if (location.hash.replace(/^#/, "") === path || (path === "/" && !location.hash)) {
-          main.replaceChildren(content);
+          fill(main, content);
         }
       } catch (error) {
-        main.replaceChildren(h("p", { class: "empty", text: "This page could not be loaded." }));
+        fill(main, h("p", { class: "empty", text: "This page could not be loaded." }));
         showError(error);
       }
       return;
     }
   }
-  main.replaceChildren(h("p", { class: "empty", text: "No such page." }));
+  fill(main, h("p", { class: "empty", text: "No such page." }));
 }
 
 async function start() {
@@ -144,7 +144,7 @@ async function start() {
     [session.me, session.stages] = await Promise.all([get("/v1/me"), get("/v1/stages")]);
   } catch (error) {
     if (!isSignedIn()) return signInScreen();
-    root.replaceChildren(h("main", { class: "centered" }, h("p", { class: "message error", role: "alert", text: error.message })));
+    fill(root, h("main", { class: "centered" }, h("p", { class: "message error", role: "alert", text: error.message })));
     return;
   }
   shell();

@@ -137,3 +137,9 @@ export function poster(url, alt) {
   if (!url) return h("div", { class: "poster empty", "aria-hidden": "true" });
   return h("img", { class: "poster", src: url, alt: alt || "", loading: "lazy", referrerpolicy: "no-referrer" });
 }
+
+// Replaces an element's children; like append, it skips null/false and flattens arrays.
+export function fill(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}

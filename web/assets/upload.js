@@ -3,7 +3,7 @@
 // file's name, size and date, so picking the same file after a reload sends only what is missing.
 import { ApiError, get, idempotencyKey, post } from "./api.js";
 import { navigate, session } from "./state.js";
-import { attempt, field, h, humanize, showError, showInfo } from "./ui.js";
+import { attempt, field, fill, h, humanize, showError, showInfo } from "./ui.js";
 
 const RESUME = "peerpitch.uploads";
 const PARALLEL = 3;
@@ -112,7 +112,7 @@ export async function uploadScreen() {
   const drop = h("div", { class: "drop", text: "…or drop a video file here" });
 
   const showSkills = () => {
-    skills.replaceChildren(
+    fill(skills, 
       h("legend", { text: "Skills" }),
       session.skillsOf(stage.value).map((skill) =>
         h("label", { class: "check" }, h("input", { type: "checkbox", name: "skills", value: skill.key }), " ", skill.name),

@@ -1,0 +1,78 @@
+// A clip's player: hls.js over MediaSource (native HLS where the browser has it, e.g. Safari),
+// fed by the signed URLs of GET /v1/clips/{id}/playback, captions included when the clip has
+// them (the master's SUBTITLES rendition; a <track> of captions_url for native HLS).
+import Hls from "./vendor/hls.mjs";
+import { get, post } from "./api.js";
+import { h } from "./ui.js";
+
+const REPORT_MS = 10000;
+
+export async function mountPlayer(video, clipId, { captionsLabel = "Captions", onError, record = true } = {}) {
+  const playback = await get(`/v1/clips/${clipId}/playback`);
+  if (playback.poster_url) video.poster = playback.poster_url;
+  let hls = null;
+  if (Hls.isSupported()) {
+    // No worker: the page's CSP allows no blob: workers, and fMP4 needs no transmuxing.
+    hls = new Hls({ enableWorker: false, subtitleDisplay: true, renderTextTracksNatively: true });
+    hls.on(Hls.Events.ERROR, (_event, data) => {
+      if (!data.fatal) return;
+      if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
+      else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+      else if (onError) onError(new Error("This clip cannot be played here."));
+    });
+    hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, () => {
+      if (hls.subtitleTracks.length && hls.subtitleTrack < 0) hls.subtitleTrack = 0;
+    });
+    hls.loadSource(playback.hls_url);
+    hls.attachMedia(video);
+  } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.src = playback.hls_url;
+    if (playback.captions_url) {
+      video.append(h("track", { kind: "captions", src: playback.captions_url, srclang: "en", label: captionsLabel, default: true }));
+    }
+  } else if (playback.mp4_url) {
+    video.src = playback.mp4_url;
+  } else if (onError) {
+    onError(new Error("This browser cannot play HLS; the MP4 download comes once the clip is ready."));
+  }
+
+  // Watch progress (POST /v1/clips/{id}/views): every few seconds while playing, and on pause.
+  let watchedMs = 0;
+  let lastTime = null;
+  let lastReport = 0;
+  const report = (completed = false) => {
+    if (!record || !Number.isFinite(video.duration)) return;
+    const position = Math.min(Math.round(video.currentTime * 1000), Math.round(video.duration * 1000));
+    post(`/v1/clips/${clipId}/views`, { position_ms: position, watched_ms: Math.round(watchedMs), completed }).catch(() => {});
+  };
+  const onTime = () => {
+    const now = video.currentTime;
+    if (lastTime !== null && !video.seeking && now > lastTime && now - lastTime < 1.5) watchedMs += (now - lastTime) * 1000;
+    lastTime = now;
+    if (Date.now() - lastReport > REPORT_MS) {
+      lastReport = Date.now();
+      report();
+    }
+  };
+  const onPause = () => report();
+  const onEnded = () => report(true);
+  const onSeeked = () => {
+    lastTime = video.currentTime;
+  };
+  video.addEventListener("timeupdate", onTime);
+  video.addEventListener("pause", onPause);
+  video.addEventListener("ended", onEnded);
+  video.addEventListener("seeked", onSeeked);
+
+  return {
+    playback,
+    destroy() {
+      video.removeEventListener("timeupdate", onTime);
+      video.removeEventListener("pause", onPause);
+      video.removeEventListener("ended", onEnded);
+      video.removeEventListener("seeked", onSeeked);
+      if (hls) hls.destroy();
+      video.removeAttribute("src");
+    },
+  };
+}
