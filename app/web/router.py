@@ -92,7 +92,8 @@ def content_security_policy(settings: Settings) -> str:
             "script-src 'self'",
             "style-src 'self'",
             f"img-src 'self' data: {media}",
-            f"media-src 'self' blob: {media}",
+            # hls.js gives its caption tracks an empty data:,WEBVTT source (a Chrome menu fix).
+            f"media-src 'self' blob: data: {media}",
             f"connect-src 'self' {media}",
             "font-src 'self'",
             "manifest-src 'self'",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,13 @@ if missing and not os.environ.get("CI"):
     pytest.skip(f"run `make deps` first; missing: {', '.join(missing)}", allow_module_level=True)
 
 
+# The bundled offline recogniser, so ready pitches get transcripts and captions.
+SPEECH_ENV = {"PEERPITCH_ASR_ENGINE": "pocketsphinx"}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with live_server(tmp_path_factory.mktemp("web"), name="pp_web") as srv:
+    with live_server(tmp_path_factory.mktemp("web"), name="pp_web", extra_env=SPEECH_ENV) as srv:
         yield srv
 
 
@@ -72,12 +77,19 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def clip_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("media") / "pitch.mp4"
+    """About 3 s of a test pattern with espeak-ng speaking, so the clip gets captions."""
+    folder = tmp_path_factory.mktemp("media")
+    speech, path = folder / "speech.wav", folder / "pitch.mp4"
+    subprocess.run(
+        ["espeak-ng", "-v", "en-us", "-s", "170", "-w", str(speech),
+         "Thanks for taking my call. What problem are you solving?"],
+        check=True,
+        timeout=60,
+    )  # fmt: skip
     subprocess.run(
         [
             "ffmpeg", "-v", "error", "-nostdin", "-y",
-            "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=3",
-            "-f", "lavfi", "-i", "sine=frequency=440:duration=3",
+            "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-i", str(speech),
             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
             "-b:v", "200k", "-c:a", "aac", "-b:a", "64k", "-shortest", str(path),
         ],
@@ -138,6 +150,40 @@ def api_login(base_url: str, email: str) -> dict[str, str]:
     )
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def play_and_check(page: Any) -> None:
+    """hls.js plays the clip: its time advances and frames are decoded."""
+    video = page.locator(".player video")
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function(
+        "() => document.querySelector('.player video').currentTime > 0.8", timeout=STEP_MS
+    )
+    assert video.evaluate("v => v.getVideoPlaybackQuality().totalVideoFrames") > 0
+
+
+def check_captions(page: Any) -> None:
+    """The master's SUBTITLES rendition is selected and its cues are loaded and shown."""
+    page.wait_for_function(
+        """() => { const v = document.querySelector('.player video');
+             return v && Array.from(v.textTracks).some(
+               t => t.mode === 'showing' && t.cues && t.cues.length > 0); }""",
+        timeout=STEP_MS,
+    )
+
+
+def upload_through_page(screen: Screen, clip_file: Path, title: str) -> str:
+    """Picks the file, fills the form, waits for `ready` on the clip page; the clip's id."""
+    page = screen.page
+    screen.go("/upload")
+    page.get_by_label("Upload", exact=True).set_input_files(str(clip_file))
+    page.get_by_label("Title").fill(title)
+    page.get_by_label("Stage").select_option("contact_to_trial")
+    page.get_by_label("Discovery questions").check()
+    page.get_by_role("button", name="Start upload").click()
+    page.wait_for_url("**/#/clips/*", timeout=STEP_MS)
+    page.locator("#clip-status [data-status='ready']").wait_for(timeout=READY_MS)
+    return str(page.url.rsplit("/", 1)[1])
 
 
 def test_page_is_served_with_a_strict_policy_and_versioned_assets(server: LiveServer) -> None:
@@ -203,13 +249,14 @@ def test_rep_uploads_plays_and_gets_feedback_and_a_review(
     assert page.get_by_role("heading", name="Discovery call <with Initech>").is_visible()
 
     # Playback through hls.js: time advances and frames are decoded.
+    play_and_check(page)
+
+    # The speech analysis arrives over the live stream: delivery metrics, then captions.
+    page.locator(".delivery").get_by_text("Speaking").wait_for(timeout=READY_MS)
+    page.reload()
+    check_captions(page)
+    rep.shoot("clip-delivery")
     video = page.locator(".player video")
-    video.evaluate("v => { v.muted = true; return v.play(); }")
-    page.wait_for_function(
-        "() => document.querySelector('.player video').currentTime > 0.8", timeout=STEP_MS
-    )
-    frames = video.evaluate("v => v.getVideoPlaybackQuality().totalVideoFrames")
-    assert frames > 0
     video.evaluate(
         "v => new Promise(r => { v.pause(); v.addEventListener('seeked', r, {once: true});"
         " v.currentTime = 1.2; })"
@@ -305,3 +352,37 @@ def test_rep_uploads_plays_and_gets_feedback_and_a_review(
     assert page.evaluate("() => localStorage.getItem('peerpitch.tokens')") is None
     rep.close()
 
+
+
+def test_upload_playback_and_captions_with_media_on_s3(
+    s3_endpoint: str, browser: Any, clip_file: Path, tmp_path: Path
+) -> None:
+    """With media in S3 (moto's server over HTTP), the page sends the parts to presigned
+    URLs and hls.js follows the segment and caption redirects to the bucket: the policy names
+    the endpoint, and the bucket's CORS rule (development: any origin) lets both through."""
+    env = {
+        **SPEECH_ENV,
+        "PEERPITCH_STORAGE": "s3",
+        "PEERPITCH_S3_ENDPOINT_URL": s3_endpoint,
+        "PEERPITCH_S3_BUCKET": f"web-{uuid.uuid4().hex[:12]}",
+    }
+    with live_server(tmp_path / "s3", name="pp_web_s3", extra_env=env) as srv:
+        policy = httpx.get(srv.base_url + "/", timeout=10).headers["content-security-policy"]
+        directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+        assert set(directives["connect-src"].split()) == {"'self'", srv.base_url, s3_endpoint}
+        rep = Screen(browser, srv.base_url)
+        from_bucket: list[str] = []
+        rep.page.on(
+            "response",
+            lambda r: from_bucket.append(f"{r.request.method} {r.status}")
+            if r.url.startswith(s3_endpoint)
+            else None,
+        )
+        rep.sign_in("rep@demo.peerpitch.dev")
+        upload_through_page(rep, clip_file, "Discovery call on S3")
+        play_and_check(rep.page)
+        rep.page.locator(".delivery").get_by_text("Speaking").wait_for(timeout=READY_MS)
+        rep.page.reload()
+        check_captions(rep.page)
+        assert "PUT 200" in from_bucket and "GET 200" in from_bucket, from_bucket
+        rep.close()

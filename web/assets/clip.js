@@ -73,7 +73,18 @@ export async function clipScreen(clipId, atMs) {
   };
   session.listen((type, event) => {
     const data = event.data || {};
-    if (type.startsWith("clip.") && data.id === clipId) refreshClip().catch(() => {});
+    if (type === "clip.speech_analyzed" && data.id === clipId) {
+      loadSide().catch(() => {});
+      // New captions are in the master playlist: a paused player reloads to show them.
+      if (player && video.paused) {
+        const at = video.currentTime;
+        player.destroy();
+        player = null;
+        startPlayer()
+          .then(() => video.addEventListener("loadedmetadata", () => (video.currentTime = at), { once: true }))
+          .catch(() => {});
+      }
+    } else if (type.startsWith("clip.") && data.id === clipId) refreshClip().catch(() => {});
     if (type.startsWith("feedback.") && (data.clip_id === clipId)) loadThreads().catch(() => {});
   });
   const poll = setInterval(() => {

@@ -14,14 +14,32 @@ export async function mountPlayer(video, clipId, { captionsLabel = "Captions", o
   if (Hls.isSupported()) {
     // No worker: the page's CSP allows no blob: workers, and fMP4 needs no transmuxing.
     hls = new Hls({ enableWorker: false, subtitleDisplay: true, renderTextTracksNatively: true });
+    // hls.js retries requests itself; a fatal error gets a few recoveries, then the viewer is
+    // told (never an endless reload loop, e.g. when media URLs are blocked by CORS or expired).
+    let recoveries = 0;
     hls.on(Hls.Events.ERROR, (_event, data) => {
       if (!data.fatal) return;
-      if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
-      else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
-      else if (onError) onError(new Error("This clip cannot be played here."));
+      recoveries += 1;
+      if (recoveries <= 2 && data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
+      else if (recoveries <= 2 && data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+      else {
+        hls.destroy();
+        const status = data.response && data.response.code ? ` (HTTP ${data.response.code})` : "";
+        if (onError) onError(new Error(`This clip cannot be played here${status}. Reload the page to try again.`));
+      }
     });
+    // The master marks its captions DEFAULT=NO (they are machine-made), so hls.js lists the
+    // track but loads nothing until one is picked: pick it once the list is in (hls.js resets
+    // the selection right after this event, hence the microtask). Viewers switch it off from
+    // the player's captions menu.
+    let captionsPicked = false;
     hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, () => {
-      if (hls.subtitleTracks.length && hls.subtitleTrack < 0) hls.subtitleTrack = 0;
+      queueMicrotask(() => {
+        if (!captionsPicked && hls.subtitleTracks.length && hls.subtitleTrack < 0) {
+          captionsPicked = true;
+          hls.subtitleTrack = 0;
+        }
+      });
     });
     hls.loadSource(playback.hls_url);
     hls.attachMedia(video);
