@@ -14,10 +14,14 @@ Every wait has its own timeout, so a broken page fails in seconds instead of han
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +115,11 @@ class Screen:
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
         self.page.on(
             "console",
-            lambda m: self.problems.append(f"console: {m.text}")
-            if m.type == "error" and "Content Security Policy" in m.text
-            else None,
+            lambda m: (
+                self.problems.append(f"console: {m.text}")
+                if m.type == "error" and "Content Security Policy" in m.text
+                else None
+            ),
         )
 
     def sign_in(self, email: str) -> None:
@@ -212,7 +218,9 @@ def test_page_is_served_with_a_strict_policy_and_versioned_assets(server: LiveSe
     stale = httpx.get(server.base_url + script.replace(version, "0" * 16), timeout=10)
     assert stale.status_code == 404 and stale.json()["error"]["code"] == "not_found"
     for path in ("%2E%2E%2Fpackage.json", "node_modules/hls.js/package.json", "index.html"):
-        assert httpx.get(f"{server.base_url}/assets/{version}/{path}", timeout=10).status_code == 404
+        assert (
+            httpx.get(f"{server.base_url}/assets/{version}/{path}", timeout=10).status_code == 404
+        )
 
 
 def test_rep_uploads_plays_and_gets_feedback_and_a_review(
@@ -353,7 +361,6 @@ def test_rep_uploads_plays_and_gets_feedback_and_a_review(
     rep.close()
 
 
-
 def test_upload_playback_and_captions_with_media_on_s3(
     s3_endpoint: str, browser: Any, clip_file: Path, tmp_path: Path
 ) -> None:
@@ -374,9 +381,11 @@ def test_upload_playback_and_captions_with_media_on_s3(
         from_bucket: list[str] = []
         rep.page.on(
             "response",
-            lambda r: from_bucket.append(f"{r.request.method} {r.status}")
-            if r.url.startswith(s3_endpoint)
-            else None,
+            lambda r: (
+                from_bucket.append(f"{r.request.method} {r.status}")
+                if r.url.startswith(s3_endpoint)
+                else None
+            ),
         )
         rep.sign_in("rep@demo.peerpitch.dev")
         upload_through_page(rep, clip_file, "Discovery call on S3")
@@ -386,3 +395,52 @@ def test_upload_playback_and_captions_with_media_on_s3(
         check_captions(rep.page)
         assert "PUT 200" in from_bucket and "GET 200" in from_bucket, from_bucket
         rep.close()
+
+
+@pytest.fixture
+def other_origin(server: LiveServer, tmp_path: Path) -> Iterator[str]:
+    """The app as `make web-dist` lays it out, on a static server of another origin, with
+    its API meta naming the live server (whose development CORS allows loopback origins)."""
+    root = tmp_path / "site"
+    shutil.copytree(ROOT / "web" / "assets", root / "assets")
+    (root / "assets" / "vendor").mkdir()
+    shutil.copy(HLS_JS, root / "assets" / "vendor" / "hls.mjs")
+    page = (ROOT / "web" / "index.html").read_text().replace("{{ASSETS}}", "assets")
+    page = page.replace(
+        'name="peerpitch-api" content=""', f'name="peerpitch-api" content="{server.base_url}"'
+    )
+    (root / "index.html").write_text(page)
+    handler = functools.partial(QuietHandler, directory=str(root))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_the_app_works_from_another_origin(
+    server: LiveServer, other_origin: str, browser: Any, clip_file: Path
+) -> None:
+    """Only the API's URL changes: sign-in, the upload's parts, playback and the live
+    stream all cross origins (CORS), and the token never appears in a URL."""
+    rep = Screen(browser, other_origin)
+    urls: list[str] = []
+    rep.page.on("request", lambda r: urls.append(r.url))
+    rep.sign_in("rep@demo.peerpitch.dev")
+    upload_through_page(rep, clip_file, "Pitched from another origin")
+    play_and_check(rep.page)
+    crossed = [u for u in urls if u.startswith(server.base_url)]
+    assert any("/v1/uploads/" in u and "/parts/" in u for u in crossed)
+    assert any("/v1/events/stream" in u for u in crossed)
+    assert any("/v1/play/" in u for u in crossed)
+    token = rep.page.evaluate("() => JSON.parse(localStorage.getItem('peerpitch.tokens'))")
+    assert not [u for u in urls if token["access_token"] in u or token["refresh_token"] in u]
+    rep.close()
