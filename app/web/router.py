@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anyio
 from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse, HTMLResponse
 
@@ -36,9 +37,9 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 @dataclass(frozen=True)
 class WebApp:
-    root: Path
     version: str
     files: dict[str, Path]  # asset path under /assets/<version>/ → file
+    page: str  # index.html naming this version's assets
 
     @classmethod
     def load(cls, root: Path) -> WebApp:
@@ -53,11 +54,9 @@ class WebApp:
         digest = hashlib.sha256()
         for name, path in files.items():
             digest.update(name.encode() + b"\0" + path.read_bytes())
-        return cls(root, digest.hexdigest()[:16], files)
-
-    def page(self) -> str:
-        index = (self.root / "index.html").read_text(encoding="utf-8")
-        return index.replace("{{ASSETS}}", f"/assets/{self.version}")
+        version = digest.hexdigest()[:16]
+        index = (root / "index.html").read_text(encoding="utf-8")
+        return cls(version, files, index.replace("{{ASSETS}}", f"/assets/{version}"))
 
 
 def _origin(url: str | None) -> str | None:
@@ -109,14 +108,18 @@ def build_router(settings: Settings) -> APIRouter | None:
     root = settings.web_dir or DEFAULT_WEB_DIR
     if not settings.serve_web or not (root / "index.html").is_file():
         return None
-    web = WebApp.load(root)
+    current = [WebApp.load(root)]
     policy = content_security_policy(settings)
     router = APIRouter(include_in_schema=False)
 
     @router.api_route("/", methods=["GET", "HEAD"])
     async def index() -> HTMLResponse:
+        if not settings.is_production:
+            # Development: an edited asset gets a new version at the next page load, so the
+            # browser never keeps stale code under an immutable name (a few ms per page).
+            current[0] = await anyio.to_thread.run_sync(WebApp.load, root)
         return HTMLResponse(
-            web.page(),
+            current[0].page,
             headers={
                 "Cache-Control": "no-cache",
                 "Content-Security-Policy": policy,
@@ -128,6 +131,7 @@ def build_router(settings: Settings) -> APIRouter | None:
 
     @router.api_route("/assets/{version}/{path:path}", methods=["GET", "HEAD"])
     async def asset(version: str, path: str) -> Response:
+        web = current[0]
         file = web.files.get(path)
         # Only the current version exists: an old page must reload, never get new code
         # cached forever under its old name.

@@ -56,8 +56,9 @@ if missing and not os.environ.get("CI"):
     pytest.skip(f"run `make deps` first; missing: {', '.join(missing)}", allow_module_level=True)
 
 
-# The bundled offline recogniser, so ready pitches get transcripts and captions.
-SPEECH_ENV = {"PEERPITCH_ASR_ENGINE": "pocketsphinx"}
+# The bundled offline recogniser, so ready pitches get transcripts and captions; small parts,
+# so a few-second clip is uploaded in several (in parallel, and resumable part by part).
+SPEECH_ENV = {"PEERPITCH_ASR_ENGINE": "pocketsphinx", "PEERPITCH_UPLOAD_PART_SIZE": "32768"}
 
 
 @pytest.fixture(scope="module")
@@ -443,4 +444,46 @@ def test_the_app_works_from_another_origin(
     assert any("/v1/play/" in u for u in crossed)
     token = rep.page.evaluate("() => JSON.parse(localStorage.getItem('peerpitch.tokens'))")
     assert not [u for u in urls if token["access_token"] in u or token["refresh_token"] in u]
+    rep.close()
+
+
+def test_an_interrupted_upload_resumes_after_a_reload(
+    server: LiveServer, browser: Any, clip_file: Path
+) -> None:
+    """Part 3 fails to send; after a reload, picking the same file again sends only the parts
+    the server does not have, on the same clip, and the clip is processed."""
+    rep = Screen(browser, server.base_url)
+    page = rep.page
+    rep.sign_in("rep@demo.peerpitch.dev")
+    rep.go("/upload")
+    page.route(lambda url: "/v1/uploads/" in url and "/parts/3?" in url, lambda r: r.abort())
+    page.get_by_label("Upload", exact=True).set_input_files(str(clip_file))
+    page.get_by_label("Title").fill("Interrupted pitch")
+    page.get_by_role("button", name="Start upload").click()
+    page.get_by_role("alert").filter(has_text="Part 3 could not be sent").wait_for()
+    page.unroute_all()
+    (entry,) = page.evaluate("() => Object.values(JSON.parse(localStorage['peerpitch.uploads']))")
+    headers = api_login(server.base_url, "rep@demo.peerpitch.dev")
+    state = httpx.get(f"{server.base_url}/v1/uploads/{entry['upload_id']}", headers=headers).json()
+    stored = {p["number"] for p in state["uploaded_parts"]}
+    assert state["part_count"] > 3 and 3 not in stored
+
+    page.reload()
+    page.locator(".resume").get_by_text("Interrupted pitch").wait_for()
+    sent: list[int] = []
+    page.on(
+        "request",
+        lambda r: (
+            sent.append(int(r.url.split("/parts/")[1].split("?")[0]))
+            if r.method == "PUT" and "/parts/" in r.url
+            else None
+        ),
+    )
+    page.get_by_label("Upload", exact=True).set_input_files(str(clip_file))
+    page.get_by_role("button", name="Start upload").click()
+    page.wait_for_url(f"**/#/clips/{entry['clip_id']}", timeout=STEP_MS)
+    page.locator("#clip-status [data-status='ready']").wait_for(timeout=READY_MS)
+    assert 3 in sent and not stored & set(sent), (stored, sent)
+    assert sorted(stored | set(sent)) == list(range(1, state["part_count"] + 1))
+    assert page.evaluate("() => localStorage['peerpitch.uploads']") == "{}"
     rep.close()

@@ -1,7 +1,7 @@
 // Library: my pitches, the team's, exemplars by stage, and search results.
 import { get } from "./api.js";
 import { session, onLeave } from "./state.js";
-import { formatMs, h, humanize, poster, progressBar, showError, statusBadge } from "./ui.js";
+import { formatMs, h, humanize, poster, progressBar, statusBadge } from "./ui.js";
 
 const BUSY = new Set(["awaiting_upload", "processing", "viewable"]);
 const POLL_MS = 2000;
@@ -180,4 +180,3 @@ export async function libraryScreen({ tab, q }) {
   return h("div", {}, h("h1", { text: heading }), tabs(tab), h("div", { class: "tab-body" }, body));
 }
 
-export { showError };
