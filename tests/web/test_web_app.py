@@ -242,7 +242,6 @@ def test_rep_uploads_plays_and_gets_feedback_and_a_review(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Remy Rep", exact=True).wait_for()
-    rep.shoot("library")
 
     # Upload through the page: parts to their signed URLs, then processing to ready.
     rep.go("/upload")
@@ -352,6 +351,7 @@ def test_rep_uploads_plays_and_gets_feedback_and_a_review(
     rep.shoot("notifications")
     rep.go("/library/mine")
     page.locator(".clip-card").filter(has_text="Discovery call <with Initech>").wait_for()
+    rep.shoot("library")
     rep.go("/library/exemplars")
     rep.shoot("exemplars")
 
