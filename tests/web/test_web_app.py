@@ -240,7 +240,7 @@ def test_rep_uploads_plays_and_gets_feedback_and_a_review(
     alert = page.get_by_role("alert")
     alert.filter(has_text="Email or password is wrong.").wait_for()
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.keyboard.press("Enter")  # the keyboard alone signs in
     page.get_by_text("Remy Rep", exact=True).wait_for()
 
     # Upload through the page: parts to their signed URLs, then processing to ready.
@@ -299,8 +299,12 @@ def test_rep_uploads_plays_and_gets_feedback_and_a_review(
     assert note["timestamp_ms"] in range(1000, 1500)
     assert note["skill"] == "discovery_questions"
     assert [s["type"] for s in note["annotation"]["shapes"]] == ["arrow"]
-    marker.click()
+    # A marker is a button: from the keyboard it seeks there and shows the drawing.
+    video.evaluate("v => { v.currentTime = 0; }")
+    marker.focus()
+    page.keyboard.press("Enter")
     page.locator(".overlay .shape-arrow").wait_for()
+    assert abs(video.evaluate("v => v.currentTime") - note["timestamp_ms"] / 1000) < 0.05
 
     # Ask the coach for a review (people picker).
     page.get_by_label("Reviewer").select_option(label="Cole Coach (Coach)")
