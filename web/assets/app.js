@@ -73,7 +73,7 @@ function shell() {
     const q = searchInput.value.trim();
     if (q) navigate("/search/" + encodeURIComponent(q));
   });
-  fill(root, 
+  fill(root,
     h("a", { class: "skip", href: "#main", text: "Skip to content", onclick: (e) => { e.preventDefault(); document.getElementById("main").focus(); } }),
     h(
       "header",

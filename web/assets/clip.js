@@ -29,7 +29,7 @@ export async function clipScreen(clipId, atMs) {
   const duration = () => clip.duration_ms || Math.round((video.duration || 0) * 1000) || 1;
 
   function renderHeader() {
-    fill(header, 
+    fill(header,
       h("h1", { text: clip.title }),
       h(
         "p",
@@ -98,7 +98,7 @@ export async function clipScreen(clipId, atMs) {
   // -- timeline and drawings at the playhead --------------------------------------------------
   function renderTimeline() {
     const total = duration();
-    fill(timeline, 
+    fill(timeline,
       h("div", { class: "track", "aria-hidden": "true" }),
       playhead,
       threads.map((t) => {
@@ -299,7 +299,7 @@ export async function clipScreen(clipId, atMs) {
   async function loadThreads() {
     const page = await get(`/v1/clips/${clipId}/feedback`, { limit: 100 });
     threads = page.items;
-    fill(threadsBox, 
+    fill(threadsBox,
       h("h2", { id: "threads-title", text: `Feedback (${threads.length})` }),
       threads.length ? h("ol", { class: "thread-list" }, threads.map(threadItem)) : h("p", { class: "empty", text: "No feedback yet: pause where it matters and comment." }),
     );

@@ -52,7 +52,7 @@ export async function notificationsScreen() {
   const markAll = h("button", { type: "button", text: "Mark all read" });
   const reload = async () => {
     const page = await get("/v1/notifications", { limit: 50 });
-    fill(list, 
+    fill(list,
       ...(page.items.length
         ? page.items.map((n) =>
             h(

@@ -74,7 +74,7 @@ export async function reviewsScreen(box) {
   const list = h("div", { class: "review-list" });
   const reload = async () => {
     const page = await get("/v1/review-requests", { box, limit: 50 });
-    fill(list, 
+    fill(list,
       page.items.length
         ? h(
             "ul",

@@ -112,7 +112,7 @@ export async function uploadScreen() {
   const drop = h("div", { class: "drop", text: "…or drop a video file here" });
 
   const showSkills = () => {
-    fill(skills, 
+    fill(skills,
       h("legend", { text: "Skills" }),
       session.skillsOf(stage.value).map((skill) =>
         h("label", { class: "check" }, h("input", { type: "checkbox", name: "skills", value: skill.key }), " ", skill.name),
