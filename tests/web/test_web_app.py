@@ -259,8 +259,11 @@ def test_rep_uploads_plays_and_gets_feedback_and_a_review(
     # Playback through hls.js: time advances and frames are decoded.
     play_and_check(page)
 
-    # The speech analysis arrives over the live stream: delivery metrics, then captions.
+    # The speech analysis arrives over the live stream: delivery metrics and captions (a
+    # <track> added to the running player), then, after a reload, captions from the master's
+    # SUBTITLES rendition through hls.js.
     page.locator(".delivery").get_by_text("Speaking").wait_for(timeout=READY_MS)
+    check_captions(page)
     page.reload()
     check_captions(page)
     rep.shoot("clip-delivery")
@@ -335,6 +338,11 @@ def test_rep_uploads_plays_and_gets_feedback_and_a_review(
     coach.shoot("reviews")
     request.get_by_role("button", name="Complete review").click()
     coach.page.get_by_text("Review sent.").wait_for()
+    # ...and makes it an exemplar of its stage.
+    coach.go(f"/clips/{clip_id}")
+    coach.page.get_by_label("Why it is worth watching").fill("Opens with two open questions")
+    coach.page.get_by_role("button", name="Mark as exemplar").click()
+    coach.page.get_by_text("This clip is an exemplar of its stage.").wait_for()
     coach.close()
 
     # The rep sees the reply, the score in the skill profile, and the notifications.
@@ -357,6 +365,7 @@ def test_rep_uploads_plays_and_gets_feedback_and_a_review(
     page.locator(".clip-card").filter(has_text="Discovery call <with Initech>").wait_for()
     rep.shoot("library")
     rep.go("/library/exemplars")
+    page.locator(".clip-card").filter(has_text="Opens with two open questions").wait_for()
     rep.shoot("exemplars")
 
     # Signing out ends the login: the token is gone from storage, the form is back.
@@ -467,13 +476,17 @@ def test_an_interrupted_upload_resumes_after_a_reload(
     page.get_by_role("alert").filter(has_text="Part 3 could not be sent").wait_for()
     page.unroute_all()
     (entry,) = page.evaluate("() => Object.values(JSON.parse(localStorage['peerpitch.uploads']))")
-    headers = api_login(server.base_url, "rep@demo.peerpitch.dev")
-    state = httpx.get(f"{server.base_url}/v1/uploads/{entry['upload_id']}", headers=headers).json()
-    stored = {p["number"] for p in state["uploaded_parts"]}
-    assert state["part_count"] > 3 and 3 not in stored
 
+    # The reload ends the parts still in flight; what the server holds then is what the
+    # page must not send again.
     page.reload()
     page.locator(".resume").get_by_text("Interrupted pitch").wait_for()
+    headers = api_login(server.base_url, "rep@demo.peerpitch.dev")
+    state = httpx.get(
+        f"{server.base_url}/v1/uploads/{entry['upload_id']}", headers=headers, timeout=10
+    ).json()
+    stored = {p["number"] for p in state["uploaded_parts"]}
+    assert state["part_count"] > 3 and 3 not in stored
     sent: list[int] = []
     page.on(
         "request",

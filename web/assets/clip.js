@@ -75,15 +75,7 @@ export async function clipScreen(clipId, atMs) {
     const data = event.data || {};
     if (type === "clip.speech_analyzed" && data.id === clipId) {
       loadSide().catch(() => {});
-      // New captions are in the master playlist: a paused player reloads to show them.
-      if (player && video.paused) {
-        const at = video.currentTime;
-        player.destroy();
-        player = null;
-        startPlayer()
-          .then(() => video.addEventListener("loadedmetadata", () => (video.currentTime = at), { once: true }))
-          .catch(() => {});
-      }
+      if (player) player.addCaptions().catch(() => {});
     } else if (type.startsWith("clip.") && data.id === clipId) refreshClip().catch(() => {});
     if (type.startsWith("feedback.") && (data.clip_id === clipId)) loadThreads().catch(() => {});
   });
@@ -426,8 +418,39 @@ export async function clipScreen(clipId, atMs) {
     return form;
   }
 
+  // Coaches and admins mark any ready clip as an exemplar of its stage; top performers their own.
+  function curateSection() {
+    const may = OVERSEERS.has(me.role) || (me.role === "top_performer" && clip.owner_id === me.id);
+    if (!may || clip.status !== "ready") return null;
+    const path = `/v1/clips/${clipId}/exemplar`;
+    if (clip.is_exemplar) {
+      const unmark = h("button", { type: "button", text: "Unmark exemplar" });
+      unmark.addEventListener("click", () =>
+        attempt(async () => {
+          await del(path);
+          await refreshClip();
+          await loadSide();
+        }, unmark),
+      );
+      return h("section", { class: "curate" }, h("h2", { text: "Exemplar" }), h("p", { text: "This clip is an exemplar of its stage." }), unmark);
+    }
+    const note = h("input", { type: "text", name: "note", maxlength: 500 });
+    const mark = h("button", { type: "submit", text: "Mark as exemplar" });
+    const form = h("form", { class: "card curate" }, h("h2", { text: "Exemplar" }), field("Why it is worth watching", note), mark);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      attempt(async () => {
+        await post(path, { note: note.value || null });
+        showInfo("Marked as an exemplar of its stage.");
+        await refreshClip();
+        await loadSide();
+      }, mark);
+    });
+    return form;
+  }
+
   async function loadSide() {
-    const parts = await Promise.all([exemplarsSection(), deliverySection(), reviewSection()]);
+    const parts = await Promise.all([exemplarsSection(), deliverySection(), reviewSection(), curateSection()]);
     fill(side, ...parts.filter(Boolean));
   }
 

@@ -84,6 +84,16 @@ export async function mountPlayer(video, clipId, { captionsLabel = "Captions", o
 
   return {
     playback,
+    // Captions that arrived after the master was loaded (the speech analysis ran while the
+    // page was open): the whole-track WebVTT as a <track>, so playback goes on undisturbed.
+    async addCaptions() {
+      if (Array.from(video.textTracks).some((t) => t.kind === "subtitles" || t.kind === "captions")) return;
+      const fresh = await get(`/v1/clips/${clipId}/playback`);
+      if (!fresh.captions_url) return;
+      const track = h("track", { kind: "captions", src: fresh.captions_url, srclang: "en", label: captionsLabel });
+      video.append(track);
+      track.track.mode = "showing";
+    },
     destroy() {
       video.removeEventListener("timeupdate", onTime);
       video.removeEventListener("pause", onPause);
