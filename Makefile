@@ -82,7 +82,7 @@ migrate: deps
 
 run: migrate
 	$(BIN)/peerpitch seed-demo --if-empty
-	@echo "peerpitch is serving on http://$(HOST):$(PORT) (API docs: http://$(HOST):$(PORT)/docs)"
+	@echo "peerpitch is serving on http://$(HOST):$(PORT) (the web app; API docs: http://$(HOST):$(PORT)/docs)"
 	$(BIN)/peerpitch serve --host $(HOST) --port $(PORT)
 
 worker: migrate
