@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     # Base URL clients use to reach the API (signed local URLs); default: as requested.
     public_base_url: str | None = None
+    # The web app's folder (web/: index.html, assets/, node_modules/ from `npm ci`); None: the
+    # repository's web/ when it exists. `PEERPITCH_SERVE_WEB=false` leaves `/` unserved.
+    web_dir: Path | None = None
+    serve_web: bool = True
 
     # Uploads
     max_upload_bytes: int = Field(default=8 * 1024**3, ge=1)

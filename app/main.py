@@ -38,6 +38,7 @@ from app.storage import S3Storage, build_storage
 from app.storage.media_router import router as media_router
 from app.users.router import router as users_router
 from app.views.router import router as views_router
+from app.web.router import build_router as build_web_router
 from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger("peerpitch")
@@ -134,6 +135,10 @@ def create_app(
         app.include_router(router)
     if settings.serve_docs:
         install_docs(app)
+    # The reference web app at `/` (web/), when its folder is there.
+    web_router = build_web_router(settings)
+    if web_router is not None:
+        app.include_router(web_router)
 
     # Innermost of the three: CORS and the request context also cover its 413.
     app.add_middleware(

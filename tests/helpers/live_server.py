@@ -10,16 +10,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
 from app.migrate import create_scratch_database, drop_scratch_database
 
 BIN = Path(sys.executable).parent
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run() in a thread of its own: the caller's thread may already run an event
+    loop (Playwright's sync API does, for the browser tests)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 @contextmanager
 def scratch_database_url(workdir: Path, name: str) -> Iterator[str]:
     """PostgreSQL when the suite runs on it (PEERPITCH_TEST_DATABASE_URL), else SQLite."""
@@ -46,11 +56,11 @@ def scratch_database_url(workdir: Path, name: str) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{workdir / 'live.db'}"
         return
     db_name = f"{name}_{os.getpid()}"
-    url = asyncio.run(create_scratch_database(base, db_name))
+    url = _run(create_scratch_database(base, db_name))
     try:
         yield url
     finally:
-        asyncio.run(drop_scratch_database(base, db_name))
+        _run(drop_scratch_database(base, db_name))
 
 
 @contextmanager
