@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from app.config import ConfigError, Settings, get_settings
+from app.config import ConfigError, Settings, check_config, get_settings
 
 DEMO_ORG = "Demo"
 DEMO_PASSWORD = "peerpitch-demo"  # noqa: S105 - fixed on purpose, printed, refused in production
@@ -35,6 +35,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     configure_logging(settings.log_format, settings.log_level)
     settings.resolved_secret_key()  # fail fast with a clear message in production
+    # Bad settings stop here, not at a user's first upload (the embedded worker adds its own).
+    check_config(settings, media=False)
     uvicorn.run(
         # The API with its embedded worker when configured (workers.asgi composes them).
         "workers.asgi:app",
