@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from app.config import ConfigError, Settings, get_settings
+from app.config import ConfigError, Settings, check_config, get_settings
 
 DEMO_ORG = "Demo"
 DEMO_PASSWORD = "peerpitch-demo"  # noqa: S105 - fixed on purpose, printed, refused in production
@@ -35,6 +35,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     configure_logging(settings.log_format, settings.log_level)
     settings.resolved_secret_key()  # fail fast with a clear message in production
+    # Bad settings stop here, not at a user's first upload (the embedded worker adds its own).
+    check_config(settings, media=False)
     uvicorn.run(
         # The API with its embedded worker when configured (workers.asgi composes them).
         "workers.asgi:app",
@@ -195,6 +197,26 @@ Command = Callable[[argparse.Namespace, Settings], int]
 CommandSpec = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Command]
 
 
+async def _reconcile_counters(settings: Settings, *, fix: bool) -> tuple[int, int]:
+    from app.db import make_engine, make_sessionmaker, session_scope
+    from app.ops.counters import reconcile_counters
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with session_scope(make_sessionmaker(engine)) as session:
+            drift = await reconcile_counters(session, fix=fix)
+    finally:
+        await engine.dispose()
+    return drift.helpful_count, drift.open_feedback_count
+
+
+def _cmd_reconcile_counters(args: argparse.Namespace, settings: Settings) -> int:
+    helpful, open_ = asyncio.run(_reconcile_counters(settings, fix=not args.dry_run))
+    verb = "would fix" if args.dry_run else "fixed"
+    print(f"{verb}: helpful_count on {helpful} feedback, open_feedback_count on {open_} clips")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "migrate": _cmd_migrate,
     "serve": _cmd_serve,
@@ -202,6 +224,7 @@ COMMANDS: dict[str, Command] = {
     "seed-demo": _cmd_seed_demo,
     "init-storage": _cmd_init_storage,
     "analyze-speech": _cmd_analyze_speech,
+    "reconcile-counters": _cmd_reconcile_counters,
 }
 
 
@@ -247,6 +270,11 @@ def build_parser(
         action="store_true",
         help="analyse every ready pitch and exemplar again (e.g. after installing a model)",
     )
+    reconcile = sub.add_parser(
+        "reconcile-counters",
+        help="recount helpful_count and open_feedback_count and fix any that drifted",
+    )
+    reconcile.add_argument("--dry-run", action="store_true", help="only report the drift")
     return parser, commands
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import shutil
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -243,6 +245,37 @@ class Settings(BaseSettings):
         path.write_text(key)
         path.chmod(0o600)
         return key
+
+
+# S3 refuses a multipart upload whose non-final parts are smaller than this, but only at
+# CompleteMultipartUpload (EntityTooSmall): checked at start-up instead of at a user's upload.
+S3_MIN_PART_SIZE = 5 * 1024**2
+
+
+def check_config(settings: Settings, *, media: bool) -> None:
+    """Start-up checks that need no network (``serve``, ``worker``, ``readyz``): raise
+    ConfigError naming what is wrong. ``media``: this process encodes (a worker, or the API
+    with its embedded worker), so ffmpeg/ffprobe and a writable scratch folder are needed."""
+    if settings.storage == "s3" and settings.upload_part_size < S3_MIN_PART_SIZE:
+        raise ConfigError(
+            f"PEERPITCH_UPLOAD_PART_SIZE={settings.upload_part_size} is below S3's minimum part "
+            f"size of {S3_MIN_PART_SIZE} bytes (5 MiB); every multipart upload would fail"
+        )
+    if not media:
+        return
+    for program in ("ffmpeg", "ffprobe"):
+        if shutil.which(program) is None:
+            raise ConfigError(f"{program} is not on PATH; install ffmpeg (it provides both)")
+    scratch = settings.scratch_dir or Path(tempfile.gettempdir())
+    try:
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=scratch):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"the scratch folder {scratch} (PEERPITCH_SCRATCH_DIR) is not writable: "
+            f"{exc.strerror or exc}"
+        ) from exc
 
 
 @lru_cache

@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.logging import request_id_var
@@ -91,6 +92,49 @@ class ServiceUnavailable(AppError):
     message = "The service is not available."
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached (restart, failover, killed connection): the client
+    retries; the pool drops the broken connection so the next request reconnects."""
+
+    code = "database_unavailable"
+    message = "The database is briefly unavailable; retry shortly."
+    headers = {"Retry-After": "2"}
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """A lost or refused database connection, as opposed to a bad statement.
+
+    SQLAlchemy marks a dropped connection ``connection_invalidated``; asyncpg's refusals
+    (``ConnectionRefusedError``, ``CannotConnectNowError`` while PostgreSQL starts) arrive
+    raw or wrapped as OperationalError/InterfaceError; a pool that cannot hand out a
+    connection in time raises its TimeoutError.
+    """
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+            return True
+        orig = exc.orig
+        return _is_connection_error(orig) if orig is not None else False
+    return isinstance(exc, PoolTimeoutError) or _is_connection_error(exc)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionError):  # refused, reset, aborted
+        return True
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    # Class 08 "connection exception"; 57P01-57P03 shutdown / crash / cannot connect now.
+    if sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}:
+        return True
+    name = type(exc).__name__
+    # asyncpg's classes, by name so this module does not import a driver.
+    return name in {
+        "ConnectionDoesNotExistError",
+        "CannotConnectNowError",
+        "AdminShutdownError",
+        "InterfaceError",
+        "ConnectionFailureError",
+    }
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     """The envelope; ``request_id`` ties the answer to the server's log line."""
     return {
@@ -141,6 +185,12 @@ def _envelope(
     )
 
 
+def handle_app_error(exc: AppError) -> Response:
+    if exc.status_code >= 500:
+        log.warning("%s %s: %s", exc.status_code, exc.code, exc)
+    return _envelope(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
 async def handle_error(_request: Request, exc: Exception) -> Response:
     """The one place an error becomes a response: every error, the JSON envelope.
 
@@ -149,9 +199,7 @@ async def handle_error(_request: Request, exc: Exception) -> Response:
     request id. Never a traceback or an exception's text in an unexpected error's body.
     """
     if isinstance(exc, AppError):
-        if exc.status_code >= 500:
-            log.warning("%s %s: %s", exc.status_code, exc.code, exc)
-        return _envelope(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+        return handle_app_error(exc)
     if isinstance(exc, RequestValidationError):
         details = [
             {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
@@ -162,6 +210,9 @@ async def handle_error(_request: Request, exc: Exception) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return _envelope(exc.status_code, code, message, headers=exc.headers)
+    if is_database_unavailable(exc):
+        log.warning("database unavailable: %s", getattr(exc, "orig", None) or type(exc).__name__)
+        return handle_app_error(DatabaseUnavailable())
     if _is_data_error(exc):
         # A value the database cannot hold (PostgreSQL text with a NUL character, a number
         # out of its column's range): the client's input, and the transaction rolls back.

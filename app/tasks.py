@@ -13,7 +13,7 @@ from app.auth.tasks import purge_login_failures
 from app.clips import lifecycle
 from app.clips.tasks import expire_uploads, fail_abandoned_transcodes, purge_clip
 from app.clips.transcode import transcode_clip
-from app.config import ConfigError, Settings
+from app.config import ConfigError, Settings, check_config
 from app.events import service as events
 from app.events.tasks import purge_expired_events
 from app.exemplars.service import notify_pitch_ready
@@ -82,6 +82,7 @@ def check_startup(settings: Settings) -> None:
     """What a worker checks before it claims anything (process and embedded alike): the
     speech engine it would run, so a misconfiguration (whisper without a model folder) stops
     the start with a clear message instead of failing every analysis."""
+    check_config(settings, media=True)
     try:
         speech = settings.speech_settings()
     except ValueError as exc:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.config import ConfigError, check_config
 from app.db import ping
 from app.errors import ServiceUnavailable, Unauthorized
 from app.openapi_meta import errors
@@ -30,6 +31,13 @@ async def readyz(request: Request) -> JSONResponse:
     why one is unavailable goes to the server's log under this request's id, never here
     (exception text can hold hosts, paths and credentials)."""
     checks: dict[str, str] = {}
+    settings = request.app.state.settings
+    try:
+        check_config(settings, media=settings.run_embedded_worker)
+        checks["config"] = "ok"
+    except ConfigError as exc:
+        log.warning("readiness: configuration error: %s", exc)
+        checks["config"] = "invalid"
     try:
         await ping(request.app.state.engine)
         checks["database"] = "ok"

@@ -165,7 +165,7 @@ async def test_readyz_reports_storage_down(make_settings: Any) -> None:
     assert r.status_code == 503
     details = r.json()["error"]["details"]
     assert details["database"] == "ok"
-    assert details == {"database": "ok", "storage": "unavailable"}
+    assert details == {"config": "ok", "database": "ok", "storage": "unavailable"}
 
 
 async def _processing_clip(client: httpx.AsyncClient, rep: Any) -> str:

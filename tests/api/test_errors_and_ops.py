@@ -85,7 +85,7 @@ async def test_readyz_reports_database_down(
     err = _envelope(r)
     assert err["code"] == "not_ready"
     # Which dependency is down, and nothing about why.
-    assert err["details"] == {"database": "unavailable", "storage": "ok"}
+    assert err["details"] == {"config": "ok", "database": "unavailable", "storage": "ok"}
     for leak in ("127.0.0.1", "hunter2", "Errno", "refused", "asyncpg"):
         assert leak not in r.text, leak
     # The why is in the log, under the request's id.
@@ -104,7 +104,11 @@ async def test_readyz_reports_storage_down(
     monkeypatch.setattr(app.state.storage, "check", unreachable)
     r = await client.get("/readyz")
     assert r.status_code == 503
-    assert _envelope(r)["details"] == {"database": "ok", "storage": "unavailable"}
+    assert _envelope(r)["details"] == {
+        "config": "ok",
+        "database": "ok",
+        "storage": "unavailable",
+    }
     assert "/srv/secret" not in r.text and "Permission" not in r.text
 
 
