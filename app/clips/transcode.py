@@ -35,6 +35,7 @@ from app.media.pipeline import OutputFile, PartialOutput, RenditionOutput, trans
 from app.media.plan import stall_free_start
 from app.media.probe import ProbeResult
 from app.storage.base import ObjectNotFound, Storage
+from app.storage.local import LocalStorage
 
 log = logging.getLogger("peerpitch.transcode")
 
@@ -171,7 +172,11 @@ async def transcode_clip(ctx: JobContext) -> None:
     try:
         source = scratch / "source"
         try:
-            await storage.download_to(clip.source_key, source)
+            in_place = await _source_in_place(storage, clip.source_key)
+            if in_place is None:
+                await storage.download_to(clip.source_key, source)
+            else:
+                source = in_place
         except ObjectNotFound as exc:
             message = "The uploaded source file is missing from storage."
             await writer.fail("source_missing", message)
@@ -263,6 +268,17 @@ async def _discard(storage: Storage, prefixes: set[str]) -> None:
             await storage.delete_prefix(prefix)
         except Exception:
             log.warning("could not delete %s of a failed clip", prefix, exc_info=True)
+
+
+async def _source_in_place(storage: Storage, key: str) -> Path | None:
+    """Local storage: the stored source itself, read where it is (ffmpeg only reads it; a
+    purge meanwhile unlinks a file ffmpeg keeps open) instead of copied to scratch first."""
+    if not isinstance(storage, LocalStorage):
+        return None
+    found = await storage.locate(key)
+    if found is None:
+        raise ObjectNotFound(key)
+    return Path(found.path)
 
 
 def _make_scratch(base: Path | None) -> str:
