@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # True: segments are published as they are encoded, so a clip plays ("viewable") long
     # before it is "ready". False: nothing is published until every output exists.
     transcode_early_viewable: bool = True
+    # True: "viewable" waits until a player starting then would not catch up with the encode
+    # (app.media.plan.stall_free_start); False: the first segment makes a clip viewable.
+    transcode_stall_free_start: bool = True
     # Read sources no faster than this many times real time (default: as fast as possible).
     # Spreads a worker's CPU over a longer time; tests use it to watch a clip play early.
     transcode_readrate: float | None = Field(default=None, gt=0)

@@ -3,7 +3,9 @@ storage.
 
 While ffmpeg encodes, each batch of new segments is stored, then the playlists that list
 them, then the master, and only then is ``clips.media`` (with status "viewable") updated:
-players never meet a reference to a missing file. "ready" is the same after the last files.
+players never meet a reference to a missing file. "viewable" waits until the encode, at its
+speed so far, stays ahead of a player that starts then (``plan.stall_free_start``).
+"ready" is the same after the last files.
 Each attempt writes under its own version prefix ``…/media/<job>-<attempt>/``; after a
 successful attempt, the prefixes of earlier attempts (a crashed worker's partial output,
 possibly published as "viewable") are deleted, leaving exactly one set of renditions. A clip
@@ -30,8 +32,10 @@ from app.jobs.registry import JobContext
 from app.jobs.service import LeaseLost, PermanentJobError
 from app.media.errors import MediaRejected
 from app.media.pipeline import OutputFile, PartialOutput, RenditionOutput, transcode
+from app.media.plan import stall_free_start
 from app.media.probe import ProbeResult
 from app.storage.base import ObjectNotFound, Storage
+from app.storage.local import LocalStorage
 
 log = logging.getLogger("peerpitch.transcode")
 
@@ -168,7 +172,11 @@ async def transcode_clip(ctx: JobContext) -> None:
     try:
         source = scratch / "source"
         try:
-            await storage.download_to(clip.source_key, source)
+            in_place = await _source_in_place(storage, clip.source_key)
+            if in_place is None:
+                await storage.download_to(clip.source_key, source)
+            else:
+                source = in_place
         except ObjectNotFound as exc:
             message = "The uploaded source file is missing from storage."
             await writer.fail("source_missing", message)
@@ -176,15 +184,30 @@ async def transcode_clip(ctx: JobContext) -> None:
             raise PermanentJobError("source_missing", message) from exc
 
         facts: dict[str, Any] = {}
+        encode_started = time.monotonic()
 
         async def on_probed(probed: ProbeResult) -> None:
+            nonlocal encode_started
             facts.update(_probe_facts(probed))
+            encode_started = time.monotonic()  # the encode starts now: its speed from here
 
         published: dict[str, Any] = {}
 
         async def on_partial(partial: PartialOutput) -> None:
             # Segments, then playlists, then the master: the clip plays while it is encoded.
             await _upload(storage, out_dir, prefix, partial.files, uploaded)
+            # "viewable" only once a player starting now would not catch up with the encode
+            # (the segments are stored meanwhile: less to store at the end).
+            if (
+                not published
+                and settings.transcode_stall_free_start
+                and not stall_free_start(
+                    encoded_s=partial.renditions[0].duration_ms / 1000,
+                    elapsed_s=time.monotonic() - encode_started,
+                    duration_s=facts["duration_ms"] / 1000,
+                )
+            ):
+                return
             media = _manifest(version, prefix, uploaded, partial.renditions)
             if media != published:  # new variants' figures or the poster: tell the API
                 # Duration and size with the status: timestamped feedback needs them at once.
@@ -245,6 +268,17 @@ async def _discard(storage: Storage, prefixes: set[str]) -> None:
             await storage.delete_prefix(prefix)
         except Exception:
             log.warning("could not delete %s of a failed clip", prefix, exc_info=True)
+
+
+async def _source_in_place(storage: Storage, key: str) -> Path | None:
+    """Local storage: the stored source itself, read where it is (ffmpeg only reads it; a
+    purge meanwhile unlinks a file ffmpeg keeps open) instead of copied to scratch first."""
+    if not isinstance(storage, LocalStorage):
+        return None
+    found = await storage.locate(key)
+    if found is None:
+        raise ObjectNotFound(key)
+    return Path(found.path)
 
 
 def _make_scratch(base: Path | None) -> str:

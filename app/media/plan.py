@@ -318,6 +318,45 @@ def plan_transcode(probe: ProbeResult, *, preset: str | None = None) -> Transcod
 # --- ffmpeg argument lists --------------------------------------------------------------
 
 
+# A stall-free start (`stall_free_start`): the measured encode speed is discounted by this
+# much (it is measured over a few seconds of a shared machine), and a stored segment reaches
+# players up to this late (the worker looks for new segments once a second, then stores
+# them).
+START_SPEED_MARGIN = 0.9
+START_LATENCY_S = 1.0
+
+
+def stall_free_start(
+    encoded_s: float,
+    elapsed_s: float,
+    duration_s: float,
+    *,
+    segment_s: float = SEGMENT_S,
+    speed_margin: float = START_SPEED_MARGIN,
+    latency_s: float = START_LATENCY_S,
+) -> bool:
+    """Whether a player that starts now, from the beginning, in real time, finds each next
+    segment stored before it needs it, if the encode goes on at its speed so far
+    (`encoded_s` of media in `elapsed_s`).
+
+    The segment starting at p (p >= encoded_s) is stored (p + its length - encoded_s) / speed
+    + latency from now; the player needs it p from now. That margin is linear in p, so the
+    first and the last segment to come decide: an encode faster than real time is ahead
+    once its first segment is stored; a slower one must first get far enough that it ends
+    no later than the playback does.
+    """
+    if encoded_s <= 0:
+        return False
+    if encoded_s >= duration_s:
+        return True
+    speed = encoded_s / max(elapsed_s, 1e-3) * speed_margin
+    last = max(encoded_s, duration_s - segment_s)
+    return all(
+        (min(p + segment_s, duration_s) - encoded_s) / speed + latency_s <= p
+        for p in (encoded_s, last)
+    )
+
+
 def _fps_str(fps: Fraction) -> str:
     return f"{fps.numerator}/{fps.denominator}"
 

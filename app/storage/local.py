@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import hmac
@@ -48,6 +49,11 @@ from app.storage.base import (
 MULTIPART_DIR = ".multipart"
 _MULTIPART_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _PART_FILE = re.compile(r"([0-9]{1,5})\.part")
+# Parts written in place (see "multipart" below): the shared data file, its fixed stride,
+# and each in-place part's record.
+_DATA_FILE = "data"
+_STRIDE_FILE = "stride"
+_IN_PLACE_RECORD = re.compile(r"([0-9]{1,5})\.at")
 
 CONTENT_TYPES = {
     "m3u8": "application/vnd.apple.mpegurl",
@@ -202,6 +208,40 @@ def _discard(f: IO[bytes], path: str) -> None:
     f.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def _tiles(numbers: list[int], sizes: list[int], stride: int) -> bool:
+    """Whether parts 1..k of these sizes fill the data file from its start: every part but
+    the last exactly one stride, the last at most one."""
+    return numbers == list(range(1, len(numbers) + 1)) and all(
+        size == stride if n < len(numbers) else size <= stride
+        for n, size in zip(numbers, sizes, strict=True)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _PartCopy:
+    """The current copy of one part: a file of its own (`path`), or `size` bytes at `offset`
+    of the upload's data file (path None)."""
+
+    size: int
+    etag: str
+    path: str | None
+    offset: int = 0
+
+
+@dataclass(slots=True)
+class _Slot:
+    """A claim on one part's range of the data file: the part's lock (exclusive) and the
+    data file (shared lock, so `complete` cannot take the file away mid-write)."""
+
+    lock_fd: int
+    data_fd: int
+    offset: int
+
+    def release(self) -> None:
+        os.close(self.data_fd)  # closing drops the flock of each descriptor
+        os.close(self.lock_fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,20 +537,48 @@ class LocalStorage:
 
         return await anyio.to_thread.run_sync(run)
 
-    # --- multipart: <root>/.multipart/<id>/{meta.json, <n>.part, <n>.etag} ---
+    # --- multipart: <root>/.multipart/<id>/ ---
+    #
+    # meta.json              the key, the content type, whether parts may go in place
+    # data                   one file the size of the object: a part received for the first
+    #                        time is written straight into it at (n - 1) * stride, so
+    #                        `complete` renames it into place instead of copying every byte
+    # stride                 the part size, fixed by the first in-place write (the API always
+    #                        sends parts of its upload's part_size)
+    # <n>.at                 an in-place part's record: offset, size, md5; written after its
+    #                        bytes are synced, so a part without one is not stored
+    # <n>.lock               flock'ed while part n is written in place
+    # <n>.part, <n>.etag     a part in a file of its own: a re-send of a stored part (it must
+    #                        not overwrite the stored copy until it is whole), a part sent
+    #                        while the same part is being written, a part of another size,
+    #                        a reopened object's parts, uploads created before `data` existed
+    #
+    # A part's current copy is its own file when there is one, else its in-place record.
 
-    def _open_upload(self, key: str, multipart_id: str) -> str:
-        """The upload's folder after checking it exists and belongs to key."""
-        validate_key(key)
-        directory = self._upload_dir(multipart_id)
+    @staticmethod
+    def _read_meta(directory: str, key: str) -> dict[str, Any] | None:
+        """The upload's meta.json when the upload exists and belongs to key."""
         try:
             with open(os.path.join(directory, "meta.json"), encoding="utf-8") as f:
                 meta: dict[str, Any] = json.load(f)
-        except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
-            raise UploadNotFound(multipart_id) from exc
-        if meta.get("key") != key:
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return None
+        return meta if meta.get("key") == key else None
+
+    def _open_upload(self, key: str, multipart_id: str) -> tuple[str, bool]:
+        """The upload's folder after checking it exists and belongs to key, and whether its
+        parts may be written in place."""
+        validate_key(key)
+        directory = self._upload_dir(multipart_id)
+        meta = self._read_meta(directory, key)
+        if meta is None:
             raise UploadNotFound(multipart_id)
-        return directory
+        in_place = bool(meta.get("in_place"))
+        # No data file: a completion renamed it into place and was cut short before it
+        # removed the folder. The upload is over.
+        if in_place and not os.path.exists(os.path.join(directory, _DATA_FILE)):
+            raise UploadNotFound(multipart_id)
+        return directory, in_place
 
     @staticmethod
     def _part_etag(part_path: str, st: os.stat_result) -> str:
@@ -541,13 +609,24 @@ class LocalStorage:
         os.replace(tmp, sidecar)
 
     async def create_multipart(self, key: str, *, content_type: str | None) -> str:
+        return await self._create_upload(key, content_type=content_type, in_place=True)
+
+    async def _create_upload(self, key: str, *, content_type: str | None, in_place: bool) -> str:
         multipart_id = secrets.token_urlsafe(24)
 
         def run() -> None:
             self._path(key)
             directory = self._upload_dir(multipart_id)
             os.makedirs(directory)
-            meta = {"key": key, "content_type": content_type, "created_at": time.time()}
+            if in_place:  # sparse: it grows as parts land at their offsets
+                with open(os.path.join(directory, _DATA_FILE), "xb"):
+                    pass
+            meta = {
+                "key": key,
+                "content_type": content_type,
+                "created_at": time.time(),
+                "in_place": in_place,
+            }
             with open(os.path.join(directory, "meta.json"), "w", encoding="utf-8") as f:
                 json.dump(meta, f)
 
@@ -560,6 +639,102 @@ class LocalStorage:
         # The API receives local parts itself (write_part) and signs its own part URLs.
         return None
 
+    @staticmethod
+    def _stride(directory: str, part_size: int) -> int:
+        """The upload's stride: fixed by the first in-place write (linked into place whole,
+        so a concurrent first write reads the winner's)."""
+        path = os.path.join(directory, _STRIDE_FILE)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return int(f.read())
+        except FileNotFoundError:
+            pass
+        tmp = f"{path}.{secrets.token_hex(4)}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(str(part_size))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            with open(path, encoding="utf-8") as f:
+                return int(f.read())
+        finally:
+            os.unlink(tmp)
+        return part_size
+
+    def _claim_slot(self, directory: str, part_number: int, max_bytes: int) -> _Slot | None:
+        """Part n's range of the data file when nobody else is writing part n and no copy of
+        it is stored yet; None: write the part to a file of its own."""
+        if self._stride(directory, max_bytes) != max_bytes:
+            return None
+        lock_fd = os.open(os.path.join(directory, f"{part_number}.lock"), os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            return None
+        # Checked under the lock: only a holder of the lock writes the record.
+        if os.path.exists(os.path.join(directory, f"{part_number}.at")):
+            os.close(lock_fd)
+            return None
+        try:
+            data_fd = os.open(os.path.join(directory, _DATA_FILE), os.O_WRONLY)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        try:
+            fcntl.flock(data_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # being completed: the part goes nowhere useful
+            os.close(data_fd)
+            os.close(lock_fd)
+            return None
+        return _Slot(lock_fd, data_fd, (part_number - 1) * max_bytes)
+
+    async def _write_in_place(
+        self,
+        directory: str,
+        part_number: int,
+        slot: _Slot,
+        chunks: AsyncIterator[bytes],
+        max_bytes: int,
+    ) -> StoredPart:
+        """Stream the part into its range of the data file, sync it, then record it. A failed
+        write leaves no record: the range is free for the next attempt."""
+        digest = hashlib.md5(usedforsecurity=False)
+        total = 0
+
+        def write(data: bytearray, at: int) -> None:
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(slot.data_fd, view, at)
+                view, at = view[written:], at + written
+            digest.update(data)
+
+        def finish() -> None:
+            os.fdatasync(slot.data_fd)
+            record = os.path.join(directory, f"{part_number}.at")
+            tmp = f"{record}.{secrets.token_hex(4)}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"offset": slot.offset, "size": total, "etag": digest.hexdigest()}, f)
+            os.replace(tmp, record)
+
+        try:
+            buffer = bytearray()
+            async for chunk in chunks:
+                if total + len(buffer) + len(chunk) > max_bytes:
+                    raise PartTooLarge(max_bytes)
+                buffer += chunk
+                if len(buffer) >= CHUNK_SIZE:  # ~1 MiB writes: fewer thread hops
+                    data, buffer = buffer, bytearray()
+                    await anyio.to_thread.run_sync(write, data, slot.offset + total)
+                    total += len(data)
+            if buffer:
+                await anyio.to_thread.run_sync(write, buffer, slot.offset + total)
+                total += len(buffer)
+            await anyio.to_thread.run_sync(finish)
+        finally:
+            slot.release()
+        return StoredPart(number=part_number, size=total, etag=digest.hexdigest())
+
     async def write_part(
         self,
         key: str,
@@ -570,9 +745,16 @@ class LocalStorage:
         max_bytes: int,
     ) -> StoredPart:
         validate_part_number(part_number)
-        directory = await anyio.to_thread.run_sync(self._open_upload, key, multipart_id)
-        dest = os.path.join(directory, f"{part_number}.part")
+        directory, in_place = await anyio.to_thread.run_sync(self._open_upload, key, multipart_id)
         try:
+            slot = None
+            if in_place:
+                slot = await anyio.to_thread.run_sync(
+                    self._claim_slot, directory, part_number, max_bytes
+                )
+            if slot is not None:
+                return await self._write_in_place(directory, part_number, slot, chunks, max_bytes)
+            dest = os.path.join(directory, f"{part_number}.part")
             # make_dirs=False: a concurrent abort must not be undone by recreating the folder.
             size, etag, st = await self._write(
                 dest, chunks, max_bytes=max_bytes, md5=True, make_dirs=False
@@ -583,6 +765,7 @@ class LocalStorage:
         return StoredPart(number=part_number, size=size, etag=etag)
 
     def _list_parts(self, directory: str) -> dict[int, tuple[str, os.stat_result]]:
+        """Parts in files of their own."""
         parts: dict[int, tuple[str, os.stat_result]] = {}
         try:
             names = os.listdir(directory)
@@ -598,15 +781,97 @@ class LocalStorage:
                     continue
         return parts
 
+    def _current_parts(self, directory: str) -> dict[int, _PartCopy]:
+        """Each stored part's current copy: its own file if any, else its in-place record."""
+        parts = {
+            n: _PartCopy(st.st_size, self._part_etag(path, st), path)
+            for n, (path, st) in self._list_parts(directory).items()
+        }
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return parts
+        for name in names:
+            match = _IN_PLACE_RECORD.fullmatch(name)
+            if match is None or int(match.group(1)) in parts:
+                continue
+            try:
+                with open(os.path.join(directory, name), encoding="utf-8") as f:
+                    record = json.load(f)
+            except FileNotFoundError:
+                continue
+            parts[int(match.group(1))] = _PartCopy(
+                int(record["size"]), str(record["etag"]), None, int(record["offset"])
+            )
+        return parts
+
     async def list_parts(self, key: str, multipart_id: str) -> list[StoredPart]:
         def run() -> list[StoredPart]:
-            directory = self._open_upload(key, multipart_id)
+            directory, _ = self._open_upload(key, multipart_id)
             return [
-                StoredPart(number=n, size=st.st_size, etag=self._part_etag(path, st))
-                for n, (path, st) in sorted(self._list_parts(directory).items())
+                StoredPart(number=n, size=copy.size, etag=copy.etag)
+                for n, copy in sorted(self._current_parts(directory).items())
             ]
 
         return await anyio.to_thread.run_sync(run)
+
+    @staticmethod
+    def _read_stride(directory: str) -> int | None:
+        try:
+            with open(os.path.join(directory, _STRIDE_FILE), encoding="utf-8") as f:
+                return int(f.read())
+        except FileNotFoundError:
+            return None
+
+    def _complete_in_place(
+        self, directory: str, chosen: list[_PartCopy], stride: int, dest: str
+    ) -> None:
+        """Parts 1..k that tile the data file: copy in the few held in files of their own,
+        cut the file to size, sync it and rename it to the key (atomic: the object is whole
+        or absent)."""
+        data = os.path.join(directory, _DATA_FILE)
+        fd = os.open(data, os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise InvalidPart("a part is still being written; complete again") from exc
+            for index, copy in enumerate(chosen):
+                if copy.path is not None:
+                    with open(copy.path, "rb") as src:
+                        at = index * stride
+                        while block := src.read(CHUNK_SIZE):
+                            os.pwrite(fd, block, at)
+                            at += len(block)
+            os.ftruncate(fd, sum(copy.size for copy in chosen))
+            os.fsync(fd)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.replace(data, dest)
+        finally:
+            os.close(fd)
+
+    def _complete_by_copy(self, directory: str, chosen: list[_PartCopy], dest: str) -> None:
+        """Any other set of parts: join their bytes into a new file beside the key."""
+        f, tmp = self._mkstemp(dest)
+        try:
+            with contextlib.ExitStack() as stack:
+                data: IO[bytes] | None = None
+                for copy in chosen:
+                    if copy.path is not None:
+                        with open(copy.path, "rb") as src:
+                            shutil.copyfileobj(src, f, CHUNK_SIZE)
+                        continue
+                    if data is None:
+                        data = stack.enter_context(open(os.path.join(directory, _DATA_FILE), "rb"))
+                    data.seek(copy.offset)
+                    remaining = copy.size
+                    while remaining and (block := data.read(min(CHUNK_SIZE, remaining))):
+                        f.write(block)
+                        remaining -= len(block)
+            self._commit(f, tmp, dest)
+        except BaseException:
+            _discard(f, tmp)
+            raise
 
     async def complete_multipart(
         self, key: str, multipart_id: str, parts: list[tuple[int, str]]
@@ -614,28 +879,25 @@ class LocalStorage:
         validate_completion(parts)
 
         def run() -> None:
-            directory = self._open_upload(key, multipart_id)
+            directory, in_place = self._open_upload(key, multipart_id)
             dest = self._path(key)
-            stored = self._list_parts(directory)
-            chosen: list[str] = []
+            stored = self._current_parts(directory)
+            chosen: list[_PartCopy] = []
             for index, (number, etag) in enumerate(parts):
                 if number not in stored:
                     raise InvalidPart(f"part {number} was not uploaded")
-                path, st = stored[number]
-                if normalize_etag(etag) != self._part_etag(path, st):
+                copy = stored[number]
+                if normalize_etag(etag) != copy.etag:
                     raise InvalidPart(f"part {number} does not match its ETag")
-                if index < len(parts) - 1 and st.st_size < self.min_part_size:
+                if index < len(parts) - 1 and copy.size < self.min_part_size:
                     raise InvalidPart(f"part {number} is smaller than {self.min_part_size} bytes")
-                chosen.append(path)
-            f, tmp = self._mkstemp(dest)
-            try:
-                for path in chosen:
-                    with open(path, "rb") as src:
-                        shutil.copyfileobj(src, f, CHUNK_SIZE)
-                self._commit(f, tmp, dest)
-            except BaseException:
-                _discard(f, tmp)
-                raise
+                chosen.append(copy)
+            stride = self._read_stride(directory) if in_place else None
+            numbers = [number for number, _ in parts]
+            if stride is not None and _tiles(numbers, [c.size for c in chosen], stride):
+                self._complete_in_place(directory, chosen, stride, dest)
+            else:
+                self._complete_by_copy(directory, chosen, dest)
             shutil.rmtree(directory, ignore_errors=True)
 
         try:
@@ -645,18 +907,21 @@ class LocalStorage:
 
     async def abort_multipart(self, key: str, multipart_id: str) -> None:
         def run() -> None:
-            try:
-                directory = self._open_upload(key, multipart_id)
-            except UploadNotFound:
-                return
-            shutil.rmtree(directory, ignore_errors=True)
+            validate_key(key)
+            directory = self._upload_dir(multipart_id)
+            # Not _open_upload: also remove what a completion cut short left behind.
+            if self._read_meta(directory, key) is not None:
+                shutil.rmtree(directory, ignore_errors=True)
 
         await anyio.to_thread.run_sync(run)
 
     async def reopen_multipart(self, key: str, *, part_size: int, content_type: str | None) -> str:
         if part_size < 1:
             raise ValueError("part_size must be positive")
-        multipart_id = await self.create_multipart(key, content_type=content_type)
+        # Parts in files of their own: a re-sent part must win over the one split off here
+        # (in place, it would lose to it; see "multipart" above). A rare path: a checksum
+        # mismatch.
+        multipart_id = await self._create_upload(key, content_type=content_type, in_place=False)
 
         def run() -> None:
             directory = self._upload_dir(multipart_id)

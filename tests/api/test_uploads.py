@@ -156,7 +156,7 @@ async def test_interrupted_upload_resumes_and_completes(
 
 
 async def test_resent_part_replaces_the_old_one(
-    client: httpx.AsyncClient, uploader: Uploader
+    app: Any, client: httpx.AsyncClient, uploader: Uploader
 ) -> None:
     data = os.urandom(PART + 10)
     created = (
@@ -171,6 +171,36 @@ async def test_resent_part_replaces_the_old_one(
     stored = {p["number"]: p["etag"].strip('"') for p in state["uploaded_parts"]}
     assert stored == {n: e.strip('"') for n, e in etags.items()}
     assert (await uploader.complete(upload_id, etags)).status_code == 202
+    key = await source_key(app, created["clip"]["id"])
+    assert await app.state.storage.sha256(key) == hashlib.sha256(data).hexdigest()
+
+
+async def test_local_parts_land_in_place_and_complete_renames(
+    app: Any, client: httpx.AsyncClient, uploader: Uploader, backend: str
+) -> None:
+    """Local storage writes each part at its offset of one file, which `complete` renames
+    to the source (no copy); the SHA-256 is still checked, and nothing is left behind."""
+    if backend != "local":
+        pytest.skip("the local adapter's layout")
+    data = os.urandom(PART * 3 + 7)
+    created = (
+        await client.post(
+            "/v1/clips",
+            json=clip_body(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()),
+            headers=uploader.actor.headers,
+        )
+    ).json()
+    upload_id = created["upload"]["id"]
+    etags = await uploader.send(upload_id, data, [4, 2, 3, 1], PART)  # any order
+    multipart = app.state.settings.media_dir / ".multipart"
+    [folder] = list(multipart.iterdir())
+    inode = (folder / "data").stat().st_ino
+    r = await uploader.complete(upload_id, etags)
+    assert r.status_code == 202, r.text
+    source = app.state.settings.media_dir / await source_key(app, created["clip"]["id"])
+    assert source.read_bytes() == data
+    assert source.stat().st_ino == inode
+    assert list(multipart.iterdir()) == []
 
 
 async def test_complete_with_missing_parts_is_409_and_stays_resumable(
@@ -275,7 +305,7 @@ async def test_part_errors(
 
 
 async def test_abort_frees_parts_and_fails_clip(
-    client: httpx.AsyncClient, uploader: Uploader
+    app: Any, client: httpx.AsyncClient, uploader: Uploader
 ) -> None:
     data = os.urandom(PART + 1)
     created = (
@@ -293,6 +323,8 @@ async def test_abort_frees_parts_and_fails_clip(
     clip = (await client.get(f"/v1/clips/{clip_id}", headers=uploader.actor.headers)).json()
     assert clip["status"] == "failed"
     assert clip["error"]["code"] == "upload_aborted"
+    if app.state.settings.storage == "local":  # the parts' folder is gone
+        assert list((app.state.settings.media_dir / ".multipart").iterdir()) == []
     r = await client.post(
         f"/v1/uploads/{upload_id}/parts", json={"part_numbers": [1]}, headers=uploader.actor.headers
     )

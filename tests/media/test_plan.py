@@ -10,6 +10,8 @@ import pytest
 
 from app.media.plan import (
     DEFAULT_PRESETS,
+    SEGMENT_S,
+    START_LATENCY_S,
     MediaSegment,
     Rendition,
     Storyboard,
@@ -25,6 +27,7 @@ from app.media.plan import (
     remux_download_args,
     render_master,
     render_media_playlist,
+    stall_free_start,
     storyboard_vtt,
     variant_stats,
 )
@@ -454,3 +457,56 @@ def test_render_master_with_only_the_first_rendition() -> None:
     assert master.count("#EXT-X-STREAM-INF") == 1
     assert "v0/index.m3u8" in master
     assert "v1/" not in master
+
+
+# --- a stall-free start ---
+
+
+def _stalls(encoded_s: float, speed: float, duration_s: float, latency_s: float) -> float:
+    """Seconds a real-time player that starts now waits, if the encode keeps `speed`."""
+    clock = stall = 0.0
+    p = 0.0
+    while p < duration_s:
+        end = min(p + SEGMENT_S, duration_s)
+        ready_at = 0.0 if end <= encoded_s else (end - encoded_s) / speed + latency_s
+        if ready_at > clock:
+            stall += ready_at - clock
+            clock = ready_at
+        clock += end - p
+        p = end
+    return stall
+
+
+@pytest.mark.parametrize("speed", [0.3, 0.5, 0.8, 1.0, 1.2, 2.0, 4.0])
+@pytest.mark.parametrize("duration_s", [14.0, 60.0, 600.0])
+def test_a_stall_free_start_never_stalls(speed: float, duration_s: float) -> None:
+    """At the first segment boundary where it says yes, a simulated player never waits; an
+    encode well faster than real time says yes at its first segment."""
+    boundaries = [min(k * SEGMENT_S, duration_s) for k in range(1, int(duration_s // 6) + 2)]
+    first_yes = next(
+        e for e in boundaries if stall_free_start(e, e / speed, duration_s, speed_margin=1.0)
+    )
+    assert _stalls(first_yes, speed, duration_s, START_LATENCY_S) == 0
+    if speed >= 2:  # a clearly faster worker: at once
+        assert first_yes == SEGMENT_S
+    elif first_yes > SEGMENT_S:  # publishing at the first segment would have stalled
+        assert _stalls(SEGMENT_S, speed, duration_s, START_LATENCY_S) > 0
+
+
+def test_a_fast_encode_is_viewable_after_its_first_segment() -> None:
+    assert stall_free_start(SEGMENT_S, SEGMENT_S / 2, 600)  # 2x real time
+    assert not stall_free_start(0, 1, 600)
+
+
+def test_a_slow_encode_waits_until_it_ends_with_the_playback() -> None:
+    # 0.5x real time over 60 s: a player that starts at 40 s encoded (80 s in) needs the last
+    # segment (54 s on) 54 s later; the remaining 20 s take 40 s (46 s, discounted).
+    assert not stall_free_start(30, 60, 60)
+    assert stall_free_start(40, 80, 60)
+    assert stall_free_start(60, 120, 60)  # done
+
+
+def test_the_speed_is_discounted() -> None:
+    # Exactly at the edge without a margin; the default margin asks for more.
+    assert stall_free_start(33, 66, 60, speed_margin=1.0, latency_s=0)
+    assert not stall_free_start(33, 66, 60)
