@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     exemplar_links: int = Field(default=3, ge=1, le=20)
     # Deep links in the prep kit open the mobile app at a clip and moment: {base}clips/{id}?t_ms=
     app_link_base: str = "peerpitch://"
+    # Feedback pages and prep kits kept per API process (each kind), served again only while
+    # the organization's read version is unchanged (app.readcache); 0 turns the cache off.
+    read_cache_entries: int = Field(default=1000, ge=0)
 
     # Events and webhooks
     # How long GET /v1/events can replay (and the live stream resume) an event.

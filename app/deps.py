@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.caller import read_caller
 from app.auth.security import InvalidToken, TokenExpired, decode_access_token
 from app.auth.service import login_alive
 from app.config import Settings
@@ -18,10 +19,12 @@ from app.db import session_scope
 from app.errors import Forbidden, Unauthorized
 from app.storage.base import Storage
 from app.tenancy import Principal
-from app.users.models import Role, User
+from app.users.models import Role
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies are coroutines: FastAPI runs a plain ``def`` one in a worker thread, a hop
+# that costs more than the work of most of them.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -46,17 +49,20 @@ class Authenticated:
     principal: Principal
     # None for access tokens issued before they carried the ``sid`` claim.
     session_id: uuid.UUID | None
+    # The organization's read version before this request read anything (app.readcache).
+    read_version: int = 0
 
 
 async def get_authenticated(
+    request: Request,
     session: SessionDep,
-    settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Authenticated:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer access token is required.")
+    state = request.app.state
     try:
-        claims = decode_access_token(credentials.credentials, settings.secret_key)
+        claims = decode_access_token(credentials.credentials, state.settings.secret_key)
     except TokenExpired as exc:
         raise Unauthorized(
             "The access token has expired; get a new one with POST /v1/auth/refresh.",
@@ -64,8 +70,10 @@ async def get_authenticated(
         ) from exc
     except InvalidToken as exc:
         raise Unauthorized("The access token is invalid.", code="invalid_token") from exc
-    # Loading the user each request makes role changes and deactivation effective at once.
-    user = await session.get(User, claims.user_id)
+    # Read afresh each request (one statement, outside the ORM: app.auth.caller), so role
+    # changes and deactivation take effect at once on every process.
+    caller = await read_caller(state.hot_reads, claims.user_id)
+    user = caller.user if caller is not None else None
     if user is None or not user.is_active or user.org_id != claims.org_id:
         raise Unauthorized("The access token is invalid.", code="invalid_token")
     # A password change or reset, or a deactivation, moved the version on: tokens issued
@@ -80,7 +88,14 @@ async def get_authenticated(
             "was deactivated); sign in again.",
             code="token_revoked",
         )
-    return Authenticated(principal=Principal(user=user), session_id=claims.session_id)
+    # In the request's session as if it had loaded it (no statement: the session connects
+    # only when a service first uses it), so services may change the caller.
+    session.add(user)
+    return Authenticated(
+        principal=Principal(user=user),
+        session_id=claims.session_id,
+        read_version=caller.read_version if caller is not None else 0,
+    )
 
 
 AuthenticatedDep = Annotated[Authenticated, Depends(get_authenticated)]
@@ -105,7 +120,7 @@ def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]
 AdminDep = Annotated[Principal, Depends(require_roles(Role.admin))]
 
 
-def client_address(request: Request) -> str | None:
+async def client_address(request: Request) -> str | None:
     """The caller's network address: the connection's peer, or the client a trusted proxy
     names (uvicorn applies X-Forwarded-For only from the addresses in its
     ``FORWARDED_ALLOW_IPS``, default loopback; see `peerpitch serve`)."""
@@ -115,7 +130,7 @@ def client_address(request: Request) -> str | None:
 ClientAddressDep = Annotated[str | None, Depends(client_address)]
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
 

@@ -210,20 +210,27 @@ def _request(port: int, path: str, token: str | None) -> bytes:
     ).encode()
 
 
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> None:
+    """Send one request on a keep-alive connection and read its answer (a 200 or raise)."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    body = await reader.readexactly(length)
+    if head[9:12] != b"200":
+        raise RuntimeError(f"answered {head[:12]!r}: {body[:300]!r}")
+
+
 async def _client(port: int, request: bytes, stop_at: float, latencies: list[float]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while time.perf_counter() < stop_at:
             start = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            body = await reader.readexactly(length)
-            if head[9:12] != b"200":
-                raise RuntimeError(f"answered {head[:12]!r}: {body[:300]!r}")
+            await _exchange(reader, writer, request)
             latencies.append(time.perf_counter() - start)
     finally:
         writer.close()
@@ -243,6 +250,77 @@ def load(port: int, path: str, token: str | None, clients: int, seconds: float) 
     """``clients`` keep-alive connections (raw asyncio streams in this process, so the load
     generator costs little) GET ``path`` back to back for ``seconds``."""
     return asyncio.run(_load(port, path, token, clients, seconds))
+
+
+async def _open_loop(
+    port: int, path: str, token: str | None, rate: float, seconds: float, connections: int
+) -> Tally:
+    request = _request(port, path, token)
+    due_times: asyncio.Queue[float | None] = asyncio.Queue()
+    latencies: list[float] = []
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while (due := await due_times.get()) is not None:
+                await _exchange(reader, writer, request)
+                latencies.append(time.perf_counter() - due)
+        finally:
+            writer.close()
+
+    tasks = [asyncio.create_task(connection()) for _ in range(connections)]
+    await asyncio.sleep(0.2)  # connected before the schedule starts
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        due_times.put_nowait(due)
+    for _ in tasks:
+        due_times.put_nowait(None)
+    await asyncio.gather(*tasks)
+    return Tally(len(latencies), time.perf_counter() - start, latencies)
+
+
+def open_loop(
+    port: int, path: str, token: str | None, rate: float, seconds: float, connections: int = 64
+) -> Tally:
+    """Open-loop load (wrk2-style): requests are sent on a fixed schedule of ``rate`` per
+    second whether or not earlier ones were answered; each latency counts from the moment
+    its request was due, so time spent queued (for a free connection or in the server) is
+    included, never omitted. ``connections`` keep-alive connections carry the schedule."""
+    return asyncio.run(_open_loop(port, path, token, rate, seconds, connections))
+
+
+LATENCY_FACTOR = 4.0  # issue 17: p99 at half the maximum rate ≤ 4x the single-client p50
+
+
+def latency_under_load(
+    port: int, label: str, path: str, token: str | None, max_rps: float, solo: Tally,
+    seconds: float,
+) -> bool:  # fmt: skip
+    """Offer half of ``max_rps`` open loop for ``seconds``; print the p50/p99 against the
+    single-client p50 (``solo``); True when p99 ≤ LATENCY_FACTOR x that p50."""
+    rate = max_rps / 2
+    t = open_loop(port, path, token, rate, seconds)
+    base = solo.pct(50)
+    p99 = t.pct(99)
+    ok = p99 <= LATENCY_FACTOR * base
+    print(f"  open loop {label}: {rate:.0f} req/s offered (half of {max_rps:.0f}), "
+          f"{t.rps:.0f} answered; p50 {t.pct(50):.1f} ms, p99 {p99:.1f} ms = "
+          f"{p99 / base:.2f}x the 1-client p50 of {base:.2f} ms "
+          f"(goal ≤ {LATENCY_FACTOR:g}x) {'met' if ok else 'MISSED'}")  # fmt: skip
+    return ok
+
+
+def ratio_line(label: str, subject: Tally, base_label: str, base: Tally, goal: float) -> bool:
+    """Print ``subject``'s throughput as a ratio to ``base``'s; True when ≥ ``goal``."""
+    ratio = subject.rps / base.rps
+    ok = ratio >= goal
+    print(f"  {label}: {subject.rps:.0f} req/s against {base_label}'s {base.rps:.0f}: "
+          f"ratio {ratio:.2f} (goal ≥ {goal}) {'met' if ok else 'MISSED'}")  # fmt: skip
+    return ok
 
 
 def abba(
