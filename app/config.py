@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     # A play token is bound to its viewer: its routes re-check that the viewer may still
     # see the clip (visibility, review requests, an active account) at least this often.
     playback_access_recheck_s: int = Field(default=30, ge=1, le=60)
+    # An authenticated request that needs no read version reuses its caller's row read at
+    # most this long ago by the same process (0: read each request). Bounds how long a
+    # deactivation or role change made through another process takes (changes made through
+    # this one apply at once); the token is verified on every request regardless.
+    auth_recheck_s: float = Field(default=0.5, ge=0, le=1)
 
     # Exemplars and the prep kit
     # How many exemplars GET /v1/clips/{id}/exemplars links a pitch to (manual ones first).

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.caller import read_caller
+from app.auth.caller import CallerCache
 from app.auth.security import InvalidToken, TokenExpired, decode_access_token
 from app.auth.service import login_alive
 from app.config import Settings
@@ -49,14 +49,13 @@ class Authenticated:
     principal: Principal
     # None for access tokens issued before they carried the ``sid`` claim.
     session_id: uuid.UUID | None
-    # The organization's read version before this request read anything (app.readcache).
-    read_version: int = 0
+    # The organization's read version before this request read anything (app.readcache);
+    # only with FreshAuthenticatedDep.
+    read_version: int | None = None
 
 
-async def get_authenticated(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+async def _authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, *, fresh: bool
 ) -> Authenticated:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer access token is required.")
@@ -70,9 +69,11 @@ async def get_authenticated(
         ) from exc
     except InvalidToken as exc:
         raise Unauthorized("The access token is invalid.", code="invalid_token") from exc
-    # Read afresh each request (one statement, outside the ORM: app.auth.caller), so role
-    # changes and deactivation take effect at once on every process.
-    caller = await read_caller(state.hot_reads, claims.user_id)
+    # The caller's row: read now, or as read by this process at most PEERPITCH_AUTH_RECHECK_S
+    # (≤ 1 s) ago (app.auth.caller), so role changes and deactivation apply within that
+    # bound on every process, and at once on the one that made them.
+    callers: CallerCache = state.callers
+    caller = await callers.get(claims.user_id, fresh=fresh)
     user = caller.user if caller is not None else None
     if user is None or not user.is_active or user.org_id != claims.org_id:
         raise Unauthorized("The access token is invalid.", code="invalid_token")
@@ -81,24 +82,42 @@ async def get_authenticated(
     # that was deliberately kept (the one that changed its own password), which still has
     # a working refresh token. Only such stale tokens cost this extra query.
     if claims.version != user.token_version and (
-        claims.session_id is None or not await login_alive(session, user.id, claims.session_id)
+        claims.session_id is None or not await _login_alive(state, user.id, claims.session_id)
     ):
         raise Unauthorized(
             "This sign-in has ended (the password was changed or reset, or the account "
             "was deactivated); sign in again.",
             code="token_revoked",
         )
-    # In the request's session as if it had loaded it (no statement: the session connects
-    # only when a service first uses it), so services may change the caller.
-    session.add(user)
+    # The user is in no session: a request that needs no database session opens none; a
+    # service that changes the caller adds it to its session first.
     return Authenticated(
         principal=Principal(user=user),
         session_id=claims.session_id,
-        read_version=caller.read_version if caller is not None else 0,
+        read_version=caller.read_version if caller is not None else None,
     )
 
 
+_Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def get_authenticated(request: Request, credentials: _Credentials) -> Authenticated:
+    return await _authenticate(request, credentials, fresh=False)
+
+
+async def get_fresh_authenticated(request: Request, credentials: _Credentials) -> Authenticated:
+    """The caller read by this request, with the organization's read version: for the
+    answers kept by app.readcache, which must know the version before they read."""
+    return await _authenticate(request, credentials, fresh=True)
+
+
+async def _login_alive(state: Any, user_id: uuid.UUID, session_id: uuid.UUID) -> bool:
+    async with session_scope(state.sessionmaker) as session:
+        return await login_alive(session, user_id, session_id)
+
+
 AuthenticatedDep = Annotated[Authenticated, Depends(get_authenticated)]
+FreshAuthenticatedDep = Annotated[Authenticated, Depends(get_fresh_authenticated)]
 
 
 async def get_principal(authenticated: AuthenticatedDep) -> Principal:

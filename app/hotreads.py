@@ -83,7 +83,7 @@ class HotReads:
         async with self._lock:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=self._max_size
+                    self._dsn, min_size=1, max_size=self._max_size, reset=_no_session_state
                 )
         return self._pool
 
@@ -91,3 +91,9 @@ class HotReads:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+
+async def _no_session_state(_conn: Any) -> None:
+    """Nothing to reset when a connection goes back to the pool: these reads set no session
+    state (asyncpg still ends any open transaction); the default reset query would cost
+    every read a second round trip."""

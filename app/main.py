@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 import app.models  # every table in the metadata before the first query
 import app.tasks  # noqa: F401  (composition root: hooks such as the webhook fan-out)
+from app.auth.caller import CALLERS_INFO, CallerCache
 from app.auth.router import router as auth_router
 from app.clips.router import router as clips_router
 from app.clips.uploads_router import router as uploads_router
@@ -106,7 +107,10 @@ def create_app(
     app.state.engine = engine
     app.state.hot_reads = HotReads(engine, settings.database_url)
     app.state.clip_states = ClipStates(app.state.hot_reads)
+    app.state.callers = CallerCache(app.state.hot_reads, settings.auth_recheck_s)
     app.state.sessionmaker = make_sessionmaker(engine)
+    # Sessions of this app tell its caller cache which users they changed (app.auth.caller).
+    app.state.sessionmaker.configure(info={CALLERS_INFO: app.state.callers})
     app.state.metrics = Metrics()
     app.state.playlist_cache = TextCache()
     app.state.feedback_pages = ReadCache[bytes](settings.read_cache_entries)

@@ -1,12 +1,15 @@
 """The pre-meeting prep kit: one compact response a phone fetches minutes before a meeting.
 
-Seven statements whatever the org's size (the caller, stages, the caller's open feedback per
-stage from clips.open_feedback_count, exemplars, tips, the caller's open feedback, and the
-delivery figures: the caller's newest analysed pitch of the stage with the analyses of the
-stage's exemplars), each a short walk down an index. Playback URLs
+Seven statements whatever the org's size (the caller with its organization's read version
+(app.auth.caller), stages, the caller's open feedback per stage from
+clips.open_feedback_count, exemplars, tips, the caller's open feedback, and the delivery
+figures: the caller's newest analysed pitch of the stage with the analyses of the stage's
+exemplars), each a short walk down an index. Playback URLs
 are signed in memory. The ETag covers the content, not the signatures, so a phone that asks
 again gets 304 until something it would show has changed (a new analysis included: its
-figures and time are part of the content).
+figures and time are part of the content). The router keeps a caller's kit while the read
+version is unchanged (app.readcache) and signs its URLs again for each answer
+(``signed_again``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.clips.service import get_clip
 from app.config import Settings
-from app.deps import AuthenticatedDep, PrincipalDep, SessionDep, SettingsDep, public_base_url
+from app.deps import FreshAuthenticatedDep, PrincipalDep, SessionDep, SettingsDep, public_base_url
 from app.exemplars import service
 from app.exemplars.models import Exemplar
 from app.exemplars.prep import PrepContent, read_prep, signed_again
@@ -210,22 +210,23 @@ async def get_prep(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    authenticated: AuthenticatedDep,
+    authenticated: FreshAuthenticatedDep,
     stage: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=10)] = 3,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     principal = authenticated.principal
+    version = authenticated.read_version or 0
     base_url = public_base_url(request)
     # Kept per caller and served again only while the org's read version is unchanged
     # (app.readcache); its URLs are signed afresh for each answer.
     kits: ReadCache[PrepContent] = request.app.state.prep_kits
     key = (principal.id, principal.role, base_url, stage, limit)
-    content = kits.get(key, authenticated.read_version)
+    content = kits.get(key, version)
     fresh = content is None
     if content is None:
         content = await read_prep(session, principal, settings, base_url, stage, limit)
-        kits.put(key, authenticated.read_version, content)
+        kits.put(key, version, content)
     headers = {"ETag": content.etag, "Cache-Control": "private, no-cache"}
     if if_none_match and content.etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import AuthenticatedDep, PrincipalDep, SessionDep, SettingsDep
+from app.deps import FreshAuthenticatedDep, PrincipalDep, SessionDep, SettingsDep
 from app.feedback import service
 from app.feedback.models import Feedback
 from app.feedback.present import feedback_out, thread_fields
@@ -92,18 +92,19 @@ async def list_feedback(
     clip_id: uuid.UUID,
     request: Request,
     session: SessionDep,
-    authenticated: AuthenticatedDep,
+    authenticated: FreshAuthenticatedDep,
     page: Annotated[PageParams, Depends(page_params)],
     resolved: bool | None = None,
     skill: Annotated[str | None, Query(max_length=64)] = None,
     author_id: uuid.UUID | None = None,
 ) -> Response:
     principal = authenticated.principal
+    version = authenticated.read_version or 0
     # The caller's id and role decide what they see (visibility, their helpful marks); the
     # page is served again only while the org's read version is unchanged (app.readcache).
     pages: ReadCache[bytes] = request.app.state.feedback_pages
     key = (clip_id, principal.id, principal.role, resolved, skill, author_id, page)
-    body = pages.get(key, authenticated.read_version)
+    body = pages.get(key, version)
     if body is None:
         filters = service.FeedbackFilters(resolved=resolved, skill=skill, author_id=author_id)
         threads, cursor = await service.list_threads(session, principal, clip_id, filters, page)
@@ -112,7 +113,7 @@ async def list_feedback(
         # more than the queries.
         page_out = {"items": [thread_fields(t) for t in threads], "next_cursor": cursor}
         body = orjson.dumps(page_out, option=orjson.OPT_UTC_Z)
-        pages.put(key, authenticated.read_version, body)
+        pages.put(key, version, body)
     return Response(body, media_type=JSON)
 
 

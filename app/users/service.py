@@ -109,6 +109,7 @@ async def update_me(
     included; the caller's own (``session_id``, the access token's refresh family) stays
     signed in."""
     user = principal.user
+    session.add(user)  # the caller arrives detached (app.deps): changes to it are written
     if data.password is not None:
         if data.current_password is None:
             raise Unprocessable(
