@@ -324,15 +324,15 @@ def ratio_line(label: str, subject: Tally, base_label: str, base: Tally, goal: f
 
 
 def abba(
-    port: int, paths: tuple[str, str], token: str | None, clients: int, seconds: float,
+    port: int, paths: Sequence[str], token: str | None, clients: int, seconds: float,
     rounds: int,
 ) -> dict[str, Tally]:  # fmt: skip
-    """Rounds ordered A B B A, ``rounds`` times, so a linear drift (and the neighbours'
-    load) hits both alike. Each path gets 2 x ``rounds`` rounds."""
-    a, b = paths
-    tallies = {a: Tally(), b: Tally()}
+    """Rounds ordered A B B A (A B C C B A for three paths), ``rounds`` times, so a linear
+    drift (and the neighbours' load) hits every path alike. Each path gets 2 x ``rounds``
+    rounds."""
+    tallies = {p: Tally() for p in paths}
     for _ in range(rounds):
-        for p in (a, b, b, a):
+        for p in (*paths, *reversed(paths)):
             tallies[p].add(load(port, p, token, clients, seconds))
     return tallies
 
@@ -460,39 +460,23 @@ def parse_run_args(
     parser.add_argument("--sql", action="append", default=[], metavar="STATEMENT",
                         help="run after seeding, e.g. to try an index (repeatable)")  # fmt: skip
     add_database_url(parser)
-    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--no-cache", action="store_true",
+                        help="serve with the read cache off (as READ_CACHE_ENTRIES=0)")  # fmt: skip
+    parser.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.serve:
         return args
-    port, url, media = args.serve
-    serve(build_app(int(port), url, media), int(port))
+    port, url, media, *extra = args.serve
+    app = build_app(int(port), url, media)
+    if "no-cache" in extra and hasattr(app.state, "feedback_pages"):
+        from app.readcache.cache import ReadCache
+
+        app.state.feedback_pages = ReadCache(0)
+        app.state.prep_kits = ReadCache(0)
+    serve(app, int(port))
     return None
 
 
-def report(
-    base: tuple[str, Tally, Tally],
-    subject: tuple[str, Tally, Tally],
-    *,
-    p99_goal_ms: float,
-    ratio_goal: float | None = None,
-) -> int:
-    """The table (loaded rounds, then one client), the subject's throughput and p99 as
-    ratios to the base endpoint's, and the goals: 0 when they are met, 1 otherwise."""
-    (b_label, b, b_solo), (s_label, s, s_solo) = base, subject
-    print_table(
-        [(b_label, b), (s_label, s)],
-        [(f"1 client: {b_label.removeprefix('GET ')}", b_solo),
-         (f"1 client: {s_label.removeprefix('GET ')}", s_solo)],
-    )  # fmt: skip
-    ratio = s.rps / b.rps
-    p99 = s.pct(99)
-    ok_ratio = ratio_goal is None or ratio >= ratio_goal
-    ok_p99 = p99 < p99_goal_ms
-    if ratio_goal is None:
-        print(f"  throughput ratio: {ratio:.2f} of {b_label.removeprefix('GET ')}'s")
-    else:
-        print(f"  throughput ratio: {ratio:.2f} of {b_label.removeprefix('GET ')}'s "
-              f"(goal ≥ {ratio_goal}) {'met' if ok_ratio else 'MISSED'}")  # fmt: skip
-    print(f"  p99: {p99:.1f} ms (goal < {p99_goal_ms:.0f} ms) {'met' if ok_p99 else 'MISSED'}; "
-          f"p99 ratio to {b_label.removeprefix('GET ')} {p99 / b.pct(99):.2f}")  # fmt: skip
-    return 0 if ok_ratio and ok_p99 else 1
+def cache_flag(args: argparse.Namespace) -> list[str]:
+    """The extra argument of the --serve child for --no-cache."""
+    return ["no-cache"] if getattr(args, "no_cache", False) else []
