@@ -130,8 +130,12 @@ def build_app(port: int, database_url: str, media_dir: str) -> Any:
 
 def serve(app: Any, port: int) -> None:
     """Serve ``app`` with one uvicorn worker (in the --serve child)."""
+    import gc
+
     import uvicorn
 
+    gc.collect()  # as workers.asgi does for `peerpitch serve`
+    gc.freeze()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
