@@ -110,12 +110,20 @@ class Settings(BaseSettings):
     # A play token is bound to its viewer: its routes re-check that the viewer may still
     # see the clip (visibility, review requests, an active account) at least this often.
     playback_access_recheck_s: int = Field(default=30, ge=1, le=60)
+    # An authenticated request that needs no read version reuses its caller's row read at
+    # most this long ago by the same process (0: read each request). Bounds how long a
+    # deactivation or role change made through another process takes (changes made through
+    # this one apply at once); the token is verified on every request regardless.
+    auth_recheck_s: float = Field(default=0.5, ge=0, le=1)
 
     # Exemplars and the prep kit
     # How many exemplars GET /v1/clips/{id}/exemplars links a pitch to (manual ones first).
     exemplar_links: int = Field(default=3, ge=1, le=20)
     # Deep links in the prep kit open the mobile app at a clip and moment: {base}clips/{id}?t_ms=
     app_link_base: str = "peerpitch://"
+    # Feedback pages and prep kits kept per API process (each kind), served again only while
+    # the organization's read version is unchanged (app.readcache); 0 turns the cache off.
+    read_cache_entries: int = Field(default=1000, ge=0)
 
     # Events and webhooks
     # How long GET /v1/events can replay (and the live stream resume) an event.

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.caller import CallerCache
 from app.auth.security import InvalidToken, TokenExpired, decode_access_token
 from app.auth.service import login_alive
 from app.config import Settings
@@ -18,10 +19,12 @@ from app.db import session_scope
 from app.errors import Forbidden, Unauthorized
 from app.storage.base import Storage
 from app.tenancy import Principal
-from app.users.models import Role, User
+from app.users.models import Role
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies are coroutines: FastAPI runs a plain ``def`` one in a worker thread, a hop
+# that costs more than the work of most of them.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -46,17 +49,19 @@ class Authenticated:
     principal: Principal
     # None for access tokens issued before they carried the ``sid`` claim.
     session_id: uuid.UUID | None
+    # The organization's read version before this request read anything (app.readcache);
+    # only with FreshAuthenticatedDep.
+    read_version: int | None = None
 
 
-async def get_authenticated(
-    session: SessionDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+async def _authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, *, fresh: bool
 ) -> Authenticated:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer access token is required.")
+    state = request.app.state
     try:
-        claims = decode_access_token(credentials.credentials, settings.secret_key)
+        claims = decode_access_token(credentials.credentials, state.settings.secret_key)
     except TokenExpired as exc:
         raise Unauthorized(
             "The access token has expired; get a new one with POST /v1/auth/refresh.",
@@ -64,8 +69,12 @@ async def get_authenticated(
         ) from exc
     except InvalidToken as exc:
         raise Unauthorized("The access token is invalid.", code="invalid_token") from exc
-    # Loading the user each request makes role changes and deactivation effective at once.
-    user = await session.get(User, claims.user_id)
+    # The caller's row: read now, or as read by this process at most PEERPITCH_AUTH_RECHECK_S
+    # (≤ 1 s) ago (app.auth.caller), so role changes and deactivation apply within that
+    # bound on every process, and at once on the one that made them.
+    callers: CallerCache = state.callers
+    caller = await callers.get(claims.user_id, fresh=fresh)
+    user = caller.user if caller is not None else None
     if user is None or not user.is_active or user.org_id != claims.org_id:
         raise Unauthorized("The access token is invalid.", code="invalid_token")
     # A password change or reset, or a deactivation, moved the version on: tokens issued
@@ -73,17 +82,42 @@ async def get_authenticated(
     # that was deliberately kept (the one that changed its own password), which still has
     # a working refresh token. Only such stale tokens cost this extra query.
     if claims.version != user.token_version and (
-        claims.session_id is None or not await login_alive(session, user.id, claims.session_id)
+        claims.session_id is None or not await _login_alive(state, user.id, claims.session_id)
     ):
         raise Unauthorized(
             "This sign-in has ended (the password was changed or reset, or the account "
             "was deactivated); sign in again.",
             code="token_revoked",
         )
-    return Authenticated(principal=Principal(user=user), session_id=claims.session_id)
+    # The user is in no session: a request that needs no database session opens none; a
+    # service that changes the caller adds it to its session first.
+    return Authenticated(
+        principal=Principal(user=user),
+        session_id=claims.session_id,
+        read_version=caller.read_version if caller is not None else None,
+    )
+
+
+_Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def get_authenticated(request: Request, credentials: _Credentials) -> Authenticated:
+    return await _authenticate(request, credentials, fresh=False)
+
+
+async def get_fresh_authenticated(request: Request, credentials: _Credentials) -> Authenticated:
+    """The caller read by this request, with the organization's read version: for the
+    answers kept by app.readcache, which must know the version before they read."""
+    return await _authenticate(request, credentials, fresh=True)
+
+
+async def _login_alive(state: Any, user_id: uuid.UUID, session_id: uuid.UUID) -> bool:
+    async with session_scope(state.sessionmaker) as session:
+        return await login_alive(session, user_id, session_id)
 
 
 AuthenticatedDep = Annotated[Authenticated, Depends(get_authenticated)]
+FreshAuthenticatedDep = Annotated[Authenticated, Depends(get_fresh_authenticated)]
 
 
 async def get_principal(authenticated: AuthenticatedDep) -> Principal:
@@ -105,7 +139,7 @@ def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]
 AdminDep = Annotated[Principal, Depends(require_roles(Role.admin))]
 
 
-def client_address(request: Request) -> str | None:
+async def client_address(request: Request) -> str | None:
     """The caller's network address: the connection's peer, or the client a trusted proxy
     names (uvicorn applies X-Forwarded-For only from the addresses in its
     ``FORWARDED_ALLOW_IPS``, default loopback; see `peerpitch serve`)."""
@@ -115,7 +149,7 @@ def client_address(request: Request) -> str | None:
 ClientAddressDep = Annotated[str | None, Depends(client_address)]
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
 

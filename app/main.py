@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 import app.models  # every table in the metadata before the first query
 import app.tasks  # noqa: F401  (composition root: hooks such as the webhook fan-out)
+from app.auth.caller import CALLERS_INFO, CallerCache
 from app.auth.router import router as auth_router
 from app.clips.router import router as clips_router
 from app.clips.uploads_router import router as uploads_router
@@ -19,8 +20,10 @@ from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.events.stream import EventHub
+from app.exemplars.prep import PrepContent
 from app.exemplars.router import router as exemplars_router
 from app.feedback.router import router as feedback_router
+from app.hotreads import HotReads
 from app.notifications.router import router as notifications_router
 from app.openapi_schema import install_openapi, operation_id
 from app.ops.docs import install_docs
@@ -30,6 +33,7 @@ from app.ops.router import router as ops_router
 from app.playback.router import router as playback_router
 from app.playback.service import TextCache
 from app.playback.states import ClipStates
+from app.readcache.cache import ReadCache
 from app.reviews.router import router as reviews_router
 from app.search.router import router as search_router
 from app.speech_analysis.router import router as speech_router
@@ -86,7 +90,7 @@ def create_app(
                 yield
         finally:
             await hub.close()
-            await app.state.clip_states.close()
+            await app.state.hot_reads.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -102,10 +106,16 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.clip_states = ClipStates(engine, settings.database_url)
+    app.state.hot_reads = HotReads(engine, settings.database_url)
+    app.state.clip_states = ClipStates(app.state.hot_reads)
+    app.state.callers = CallerCache(app.state.hot_reads, settings.auth_recheck_s)
     app.state.sessionmaker = make_sessionmaker(engine)
+    # Sessions of this app tell its caller cache which users they changed (app.auth.caller).
+    app.state.sessionmaker.configure(info={CALLERS_INFO: app.state.callers})
     app.state.metrics = Metrics()
     app.state.playlist_cache = TextCache()
+    app.state.feedback_pages = ReadCache[bytes](settings.read_cache_entries)
+    app.state.prep_kits = ReadCache[PrepContent](settings.read_cache_entries)
     app.state.storage = build_storage(
         settings, base_url=settings.public_base_url or "http://127.0.0.1:8000"
     )

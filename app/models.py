@@ -10,6 +10,7 @@ from app.idempotency.models import IdempotencyRecord
 from app.jobs.models import Job
 from app.notifications.models import Notification
 from app.orgs.models import Organization
+from app.readcache.models import ReadVersion
 from app.reviews.models import ReviewRequest, ReviewScore
 from app.search.models import SearchDocument
 from app.speech_analysis.models import ClipSpeech
@@ -36,6 +37,7 @@ __all__ = [
     "LoginFailure",
     "Notification",
     "Organization",
+    "ReadVersion",
     "RefreshToken",
     "ReviewRequest",
     "ReviewScore",

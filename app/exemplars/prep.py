@@ -1,12 +1,15 @@
 """The pre-meeting prep kit: one compact response a phone fetches minutes before a meeting.
 
-Seven statements whatever the org's size (the caller, stages, the caller's open feedback per
-stage from clips.open_feedback_count, exemplars, tips, the caller's open feedback, and the
-delivery figures: the caller's newest analysed pitch of the stage with the analyses of the
-stage's exemplars), each a short walk down an index. Playback URLs
+Seven statements whatever the org's size (the caller with its organization's read version
+(app.auth.caller), stages, the caller's open feedback per stage from
+clips.open_feedback_count, exemplars, tips, the caller's open feedback, and the delivery
+figures: the caller's newest analysed pitch of the stage with the analyses of the stage's
+exemplars), each a short walk down an index. Playback URLs
 are signed in memory. The ETag covers the content, not the signatures, so a phone that asks
 again gets 304 until something it would show has changed (a new analysis included: its
-figures and time are part of the content).
+figures and time are part of the content). The router keeps a caller's kit while the read
+version is unchanged (app.readcache) and signs its URLs again for each answer
+(``signed_again``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import hashlib
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +31,7 @@ from app.config import Settings
 from app.db import utcnow
 from app.errors import Unprocessable
 from app.exemplars.models import Exemplar
-from app.exemplars.repository import ExemplarRepository
+from app.exemplars.repository import ExemplarRepository, PrepExemplarRow
 from app.exemplars.schemas import PrepExemplar, PrepFeedback, PrepKit, PrepStage
 from app.feedback.repository import FeedbackRepository, FeedbackTip
 from app.playback.service import sign_playback
@@ -89,6 +93,15 @@ def _stage_exemplar_ids(
     )
 
 
+@dataclass(frozen=True)
+class PrepContent:
+    """A kit as read, its ETag, and the exemplars' rows (to sign their URLs again)."""
+
+    kit: PrepKit
+    etag: str
+    exemplars: list[PrepExemplarRow]
+
+
 async def prep_kit(
     session: AsyncSession,
     principal: Principal,
@@ -97,6 +110,19 @@ async def prep_kit(
     stage: str | None,
     limit: int,
 ) -> tuple[PrepKit, str]:
+    content = await read_prep(session, principal, settings, base_url, stage, limit)
+    return content.kit, content.etag
+
+
+async def read_prep(
+    session: AsyncSession,
+    principal: Principal,
+    settings: Settings,
+    base_url: str,
+    stage: str | None,
+    limit: int,
+) -> PrepContent:
+    """The caller's kit for ``stage`` (or their first stage), its URLs signed now."""
     stages = await StageRepository.of(session, principal).keys_and_names()
     feedback = FeedbackRepository.of(session, principal)
     open_counts = await ClipRepository.of(session, principal).open_feedback_by_stage(principal.id)
@@ -154,4 +180,33 @@ async def prep_kit(
         delivery=delivery,
     )
     versions = [str(e.media.get("version", "")) for e in exemplars]
-    return kit, content_etag(kit, versions)
+    return PrepContent(kit, content_etag(kit, versions), exemplars)
+
+
+def signed_again(
+    content: PrepContent, settings: Settings, base_url: str, principal: Principal
+) -> PrepKit:
+    """``content``'s kit with its URLs signed now: what ``read_prep`` would answer now while
+    nothing the kit shows has changed (a kept kit's signatures would be expiring)."""
+    now = time.time()
+    exemplars = []
+    for shown, row in zip(content.kit.exemplars, content.exemplars, strict=True):
+        urls = sign_playback(
+            settings, row.clip_id, row.media, base_url, viewer_id=principal.id, now=now
+        )
+        exemplars.append(
+            shown.model_copy(
+                update={
+                    "hls_url": urls.hls_url,
+                    "mp4_url": urls.mp4_url,
+                    "poster_url": urls.poster_url,
+                }
+            )
+        )
+    return content.kit.model_copy(
+        update={
+            "generated_at": utcnow(),
+            "urls_expire_at": datetime.fromtimestamp(int(now) + settings.playback_ttl_s, UTC),
+            "exemplars": exemplars,
+        }
+    )

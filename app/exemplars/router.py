@@ -9,10 +9,10 @@ from fastapi.responses import JSONResponse
 
 from app.clips.service import get_clip
 from app.config import Settings
-from app.deps import PrincipalDep, SessionDep, SettingsDep, public_base_url
+from app.deps import FreshAuthenticatedDep, PrincipalDep, SessionDep, SettingsDep, public_base_url
 from app.exemplars import service
 from app.exemplars.models import Exemplar
-from app.exemplars.prep import prep_kit
+from app.exemplars.prep import PrepContent, read_prep, signed_again
 from app.exemplars.present import exemplar_view
 from app.exemplars.schemas import (
     ExemplarLinkCreate,
@@ -25,6 +25,7 @@ from app.idempotency.service import idempotent
 from app.openapi_meta import errors
 from app.pagination import Page, PageParams, page_params
 from app.playback.service import poster_url
+from app.readcache.cache import ReadCache
 
 router = APIRouter(tags=["exemplars"])
 
@@ -209,13 +210,25 @@ async def get_prep(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    authenticated: FreshAuthenticatedDep,
     stage: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=10)] = 3,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    kit, etag = await prep_kit(session, principal, settings, public_base_url(request), stage, limit)
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-    if if_none_match and etag in {t.strip() for t in if_none_match.split(",")}:
+    principal = authenticated.principal
+    version = authenticated.read_version or 0
+    base_url = public_base_url(request)
+    # Kept per caller and served again only while the org's read version is unchanged
+    # (app.readcache); its URLs are signed afresh for each answer.
+    kits: ReadCache[PrepContent] = request.app.state.prep_kits
+    key = (principal.id, principal.role, base_url, stage, limit)
+    content = kits.get(key, version)
+    fresh = content is None
+    if content is None:
+        content = await read_prep(session, principal, settings, base_url, stage, limit)
+        kits.put(key, version, content)
+    headers = {"ETag": content.etag, "Cache-Control": "private, no-cache"}
+    if if_none_match and content.etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
+    kit = content.kit if fresh else signed_again(content, settings, base_url, principal)
     return Response(kit.model_dump_json(), media_type="application/json", headers=headers)

@@ -5,10 +5,10 @@ import uuid
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import PrincipalDep, SessionDep, SettingsDep
+from app.deps import FreshAuthenticatedDep, PrincipalDep, SessionDep, SettingsDep
 from app.feedback import service
 from app.feedback.models import Feedback
 from app.feedback.present import feedback_out, thread_fields
@@ -22,6 +22,7 @@ from app.feedback.schemas import (
 from app.idempotency.service import idempotent
 from app.openapi_meta import errors
 from app.pagination import Page, PageParams, page_params
+from app.readcache.cache import ReadCache
 
 router = APIRouter(tags=["feedback"])
 JSON = "application/json"
@@ -89,20 +90,31 @@ async def create_feedback(
 )
 async def list_feedback(
     clip_id: uuid.UUID,
+    request: Request,
     session: SessionDep,
-    principal: PrincipalDep,
+    authenticated: FreshAuthenticatedDep,
     page: Annotated[PageParams, Depends(page_params)],
     resolved: bool | None = None,
     skill: Annotated[str | None, Query(max_length=64)] = None,
     author_id: uuid.UUID | None = None,
 ) -> Response:
-    filters = service.FeedbackFilters(resolved=resolved, skill=skill, author_id=author_id)
-    threads, cursor = await service.list_threads(session, principal, clip_id, filters, page)
-    # Plain data serialized in one pass, in the same JSON form as the response model (the
-    # tests validate pages against it): building models for hundreds of items would cost
-    # more than the queries.
-    page_out = {"items": [thread_fields(t) for t in threads], "next_cursor": cursor}
-    return Response(orjson.dumps(page_out, option=orjson.OPT_UTC_Z), media_type=JSON)
+    principal = authenticated.principal
+    version = authenticated.read_version or 0
+    # The caller's id and role decide what they see (visibility, their helpful marks); the
+    # page is served again only while the org's read version is unchanged (app.readcache).
+    pages: ReadCache[bytes] = request.app.state.feedback_pages
+    key = (clip_id, principal.id, principal.role, resolved, skill, author_id, page)
+    body = pages.get(key, version)
+    if body is None:
+        filters = service.FeedbackFilters(resolved=resolved, skill=skill, author_id=author_id)
+        threads, cursor = await service.list_threads(session, principal, clip_id, filters, page)
+        # Plain data serialized in one pass, in the same JSON form as the response model (the
+        # tests validate pages against it): building models for hundreds of items would cost
+        # more than the queries.
+        page_out = {"items": [thread_fields(t) for t in threads], "next_cursor": cursor}
+        body = orjson.dumps(page_out, option=orjson.OPT_UTC_Z)
+        pages.put(key, version, body)
+    return Response(body, media_type=JSON)
 
 
 @router.get(

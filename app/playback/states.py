@@ -2,11 +2,9 @@
 deletion time by primary key (each request), and whether the token's viewer may still see
 the clip (``ViewerAccess``: cached per process, re-read every ``playback_access_recheck_s``).
 
-On PostgreSQL it goes through a small asyncpg pool of its own rather than SQLAlchemy: for a
-single-row read on the hot path, SQLAlchemy's async machinery (greenlet hops, pool
-pre-ping, result processing) costs several times the query (bench/playback.py measured
-about 0.15 → 0.36 of a bare endpoint's throughput). On SQLite it is a deferred read transaction
-on the app's engine (never the write lock).
+The clip's row is read through ``app.hotreads`` (asyncpg directly on PostgreSQL: SQLAlchemy's
+async machinery cost several times the query, bench/playback.py measured about 0.15 → 0.36
+of a bare endpoint's throughput; a deferred read transaction on SQLite).
 """
 
 from __future__ import annotations
@@ -20,12 +18,11 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.clips.access import viewer_may_see
 from app.clips.models import Clip
-from app.db import is_sqlite
+from app.hotreads import HotReads
 
 _SELECT = select(Clip.media, Clip.status, Clip.deleted_at).where(Clip.id == bindparam("clip_id"))
 # Bound parameter, never interpolated.
@@ -39,53 +36,18 @@ class ClipState(NamedTuple):
 
 
 class ClipStates:
-    def __init__(self, engine: AsyncEngine, database_url: str, *, max_size: int = 10) -> None:
-        self._engine = engine
-        self._sqlite = is_sqlite(database_url)
-        self._dsn = (
-            None
-            if self._sqlite
-            else make_url(database_url)
-            .set(drivername="postgresql")
-            .render_as_string(hide_password=False)
-        )
-        self._max_size = max_size
-        self._pool: Any = None
-        self._lock = asyncio.Lock()
-        self.access = ViewerAccess(engine, sqlite=self._sqlite)
+    def __init__(self, reads: HotReads) -> None:
+        self._reads = reads
+        self.access = ViewerAccess(reads.engine, sqlite=reads.sqlite)
 
     async def get(self, clip_id: uuid.UUID) -> ClipState | None:
-        if self._sqlite:
-            async with self._engine.connect() as conn:
-                conn = await conn.execution_options(sqlite_begin="")
-                row = (await conn.execute(_SELECT, {"clip_id": clip_id})).one_or_none()
-            if row is None:
-                return None
-            return ClipState(row.media, str(row.status), row.deleted_at)
-        pool = self._pool or await self._open()
-        async with pool.acquire() as conn:
-            record = await conn.fetchrow(_PG_SELECT, clip_id)
-        if record is None:
+        row = await self._reads.row(_PG_SELECT, (clip_id,), _SELECT, {"clip_id": clip_id})
+        if row is None:
             return None
-        media = record["media"]
-        if isinstance(media, str):  # json columns arrive as text without a codec
+        media = row["media"]
+        if isinstance(media, str):  # json columns arrive as text from asyncpg without a codec
             media = json.loads(media)
-        return ClipState(media, str(record["status"]), record["deleted_at"])
-
-    async def _open(self) -> Any:
-        import asyncpg  # type: ignore[import-untyped,unused-ignore]
-
-        async with self._lock:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=self._max_size
-                )
-        return self._pool
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        return ClipState(media, str(row["status"]), row["deleted_at"])
 
 
 AccessKey = tuple[uuid.UUID | None, uuid.UUID]  # (viewer, clip); no viewer: an unbound token

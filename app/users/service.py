@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.security import hash_password, keyed_digest
 from app.auth.service import end_logins, verify_current_password
 from app.config import Settings
-from app.errors import Conflict, Unprocessable
+from app.errors import Conflict, NotFound, Unprocessable
 from app.pagination import PageParams, SortKey, paginate
 from app.tenancy import Principal
 from app.users.models import Role, User
@@ -108,7 +108,12 @@ async def update_me(
     like failed sign-ins) and ends every other login of the user, their access tokens
     included; the caller's own (``session_id``, the access token's refresh family) stays
     signed in."""
-    user = principal.user
+    # Read in this transaction: principal.user is detached and may be up to
+    # PEERPITCH_AUTH_RECHECK_S old (app.auth.caller), and a new password moves the token
+    # version on from its current value.
+    user = await session.get(User, principal.id)
+    if user is None:
+        raise NotFound("No such user.")
     if data.password is not None:
         if data.current_password is None:
             raise Unprocessable(

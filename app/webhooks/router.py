@@ -30,7 +30,7 @@ _IDEMPOTENCY = ["invalid_idempotency_key", "idempotency_key_reused"]
 _ENDPOINT_CODES = [REFUSED_CODE, "unknown_event_type"]
 
 
-def get_egress(request: Request, settings: SettingsDep) -> service.Egress:
+async def get_egress(request: Request, settings: SettingsDep) -> service.Egress:
     """Where this app lets webhooks go; ``app.state.webhook_resolver`` (tests) answers DNS."""
     return service.egress(settings, getattr(request.app.state, "webhook_resolver", None))
 
