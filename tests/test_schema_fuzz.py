@@ -201,20 +201,26 @@ def test_fuzzing_the_schema_finds_no_server_error_and_no_schema_violation(
         seeded = _seed(server, clip_file)
         config = tmp_path / "schemathesis.toml"
         config.write_text(_config(server, seeded))
-        run = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "st"),
-                "--config-file",
-                str(config),
-                "run",
-                f"{server.base_url}/openapi.json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=280,
-            check=False,
-            cwd=tmp_path,  # schemathesis keeps its cache in the working directory
-        )
+        command = [
+            str(Path(sys.executable).parent / "st"),
+            "--config-file",
+            str(config),
+            "run",
+            f"{server.base_url}/openapi.json",
+        ]
+        for _ in range(2):
+            run = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=280,
+                check=False,
+                cwd=tmp_path,  # schemathesis keeps its cache in the working directory
+            )
+            # CPython 3.11.7's parser can trip over its own recursion counter while hypothesis
+            # describes a lambda (a crash in the fuzzer, not a finding about the API): run again.
+            if "AST constructor recursion depth mismatch" not in run.stdout + run.stderr:
+                break
     (tmp_path / "schemathesis.log").write_text(run.stdout + run.stderr)
     report = run.stdout[-30_000:] + run.stderr[-5_000:]
     assert run.returncode == 0, report
