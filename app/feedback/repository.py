@@ -389,6 +389,25 @@ class FeedbackRepository(TenantRepository[Feedback]):
         await self.session.refresh(item, ["helpful_count"])
         return True
 
+    async def set_resolution(self, item: Feedback, resolved_by: uuid.UUID | None) -> bool:
+        """Resolve the thread (``resolved_by`` set) or reopen it (None) with one guarded
+        UPDATE; False when it already was so. Two concurrent resolves of one thread cannot
+        both see it open, so the clip's open count moves once."""
+        now = utcnow() if resolved_by is not None else None
+        was_open = resolved_by is not None
+        result = await self.session.execute(
+            update(Feedback)
+            .where(
+                self.where_in_org(),
+                Feedback.id == item.id,
+                Feedback.resolved_at.is_(None) if was_open else Feedback.resolved_at.is_not(None),
+            )
+            .values(resolved_at=now, resolved_by_id=resolved_by)
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.refresh(item, ["resolved_at", "resolved_by_id"])
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
     # --- for other domains: the prep kit ---
 
     async def tips(self, principal: Principal, stage: str, limit: int) -> list[FeedbackTip]:

@@ -401,27 +401,26 @@ async def set_resolved(
     if principal.id not in allowed and not principal.has_role(*OVERSEERS):
         raise Forbidden("Only the clip's owner, the author, coaches and admins resolve feedback.")
     changed: str | None = None
-    if resolved and item.resolved_at is None:
-        changed = event_types.FEEDBACK_RESOLVED
-        item.resolved_at = utcnow()
-        item.resolved_by_id = principal.id
-        cause = Cause(
-            org_id=clip.org_id,
-            actor_id=principal.id,
-            clip_id=clip.id,
-            feedback_id=item.id,
-            data={"clip_title": clip.title, "excerpt": item.body[:EXCERPT_CHARS]},
+    feedback = FeedbackRepository.of(session, principal)
+    if await feedback.set_resolution(item, principal.id if resolved else None):
+        if resolved:
+            changed = event_types.FEEDBACK_RESOLVED
+            cause = Cause(
+                org_id=clip.org_id,
+                actor_id=principal.id,
+                clip_id=clip.id,
+                feedback_id=item.id,
+                data={"clip_title": clip.title, "excerpt": item.body[:EXCERPT_CHARS]},
+            )
+            await notify(session, cause, [(item.author_id, NotificationKind.feedback_resolved)])
+        else:
+            changed = event_types.FEEDBACK_REOPENED
+        await ClipRepository.of(session, principal).add_open_feedback(
+            clip.id, -1 if resolved else +1
         )
-        await notify(session, cause, [(item.author_id, NotificationKind.feedback_resolved)])
-        await ClipRepository.of(session, principal).add_open_feedback(clip.id, -1)
-    elif not resolved and item.resolved_at is not None:
-        changed = event_types.FEEDBACK_REOPENED
-        item.resolved_at = None
-        item.resolved_by_id = None
-        await ClipRepository.of(session, principal).add_open_feedback(clip.id, +1)
     if changed is None:  # repeating a resolve or a reopen changes nothing: no event
         await session.flush()
-        return await FeedbackRepository.of(session, principal).item(item.id, principal.id)
+        return await feedback.item(item.id, principal.id)
     return await _announced(session, principal, item, changed)
 
 
