@@ -111,20 +111,9 @@ def main() -> int:
                   f"{args.clients} clients, {args.seconds:g} s rounds")  # fmt: skip
             asyncio.run(explain(url, data.hot_clip_id, data.viewer_id, args.explain))
 
-            health = "/healthz"
-            paths = (health, me, page)
-            solo = harness.warm_and_solo(port, paths, token, args.clients)
-            tallies = harness.abba(port, paths, token, args.clients, args.seconds, args.rounds)
-            harness.print_table(
-                [(f"GET {p if p != page else '…/feedback'}", tallies[p]) for p in paths],
-                [(f"1 client: {p if p != page else '…/feedback'}", solo[p]) for p in paths],
+            ok, _solo = harness.against_health(
+                port, "feedback page", page, me, token, args, RATIO_GOAL, "…/feedback"
             )
-            ok = harness.ratio_line("feedback page", tallies[page], "/healthz", tallies[health],
-                                    RATIO_GOAL)  # fmt: skip
-            harness.ratio_line("feedback page", tallies[page], "/v1/me", tallies[me], 0.0)
-            ok = harness.latency_under_load(
-                port, "feedback page", page, token, tallies[page].rps, solo[page], args.seconds
-            ) and ok  # fmt: skip
     return 0 if ok else 1
 
 

@@ -214,10 +214,14 @@ def _request(port: int, path: str, token: str | None) -> bytes:
     ).encode()
 
 
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> None:
-    """Send one request on a keep-alive connection and read its answer (a 200 or raise)."""
+async def exchange(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    request: bytes,
+    status: bytes = b"200",
+) -> bytes:
+    """Send one request on a keep-alive connection and read its answer's body (raise unless
+    it has ``status``)."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
@@ -225,8 +229,9 @@ async def _exchange(
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
     body = await reader.readexactly(length)
-    if head[9:12] != b"200":
+    if head[9:12] != status:
         raise RuntimeError(f"answered {head[:12]!r}: {body[:300]!r}")
+    return body
 
 
 async def _client(port: int, request: bytes, stop_at: float, latencies: list[float]) -> None:
@@ -234,7 +239,7 @@ async def _client(port: int, request: bytes, stop_at: float, latencies: list[flo
     try:
         while time.perf_counter() < stop_at:
             start = time.perf_counter()
-            await _exchange(reader, writer, request)
+            await exchange(reader, writer, request)
             latencies.append(time.perf_counter() - start)
     finally:
         writer.close()
@@ -267,7 +272,7 @@ async def _open_loop(
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while (due := await due_times.get()) is not None:
-                await _exchange(reader, writer, request)
+                await exchange(reader, writer, request)
                 latencies.append(time.perf_counter() - due)
         finally:
             writer.close()
@@ -370,6 +375,39 @@ def print_table(loaded: Sequence[tuple[str, Tally]], solo: Sequence[tuple[str, T
         print(f"{label:>22} {t.rps:8.0f} {t.pct(50):8.1f} {t.pct(99):8.1f} {t.requests:9d}")
     for label, t in solo:
         print(f"{label:>22} {t.rps:8.0f} {t.pct(50):8.1f} {t.pct(99):8.1f}")
+
+
+def against_health(
+    port: int,
+    label: str,
+    path: str,
+    me: str,
+    token: str,
+    args: argparse.Namespace,
+    goal: float,
+    shown: str,
+) -> tuple[bool, dict[str, Tally]]:
+    """``path`` side by side with /healthz and /v1/me (``me``) in one run: the table, its
+    ratios to both (the goal against /healthz) and its latency under a fixed load. Returns
+    whether the goals held and the single-client tallies."""
+    health = "/healthz"
+    paths = (health, me, path)
+
+    def name(p: str) -> str:
+        return shown if p == path else p
+
+    solo = warm_and_solo(port, paths, token, args.clients)
+    tallies = abba(port, paths, token, args.clients, args.seconds, args.rounds)
+    print_table(
+        [(f"GET {name(p)}", tallies[p]) for p in paths],
+        [(f"1 client: {name(p)}", solo[p]) for p in paths],
+    )
+    ok = ratio_line(label, tallies[path], "/healthz", tallies[health], goal)
+    ratio_line(label, tallies[path], "/v1/me", tallies[me], 0.0)
+    ok = latency_under_load(
+        port, label, path, token, tallies[path].rps, solo[path], args.seconds
+    ) and ok  # fmt: skip
+    return ok, solo
 
 
 # --- the statements behind a request ------------------------------------------------------

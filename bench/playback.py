@@ -198,15 +198,7 @@ async def _client(
     try:
         while time.perf_counter() < stop_at:
             start = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            answer = await reader.readexactly(length)
-            if head[9:12] != status:
-                raise RuntimeError(f"answered {head[:12]!r}: {answer[:300]!r}")
+            await harness.exchange(reader, writer, request, status)
             latencies.append(time.perf_counter() - start)
     finally:
         writer.close()

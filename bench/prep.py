@@ -1,4 +1,4 @@
-"""Prep-kit benchmark: `GET /v1/prep?stage=closing` against GET /v1/me.
+"""Prep-kit benchmark: `GET /v1/prep?stage=closing` against /healthz and /v1/me.
 
 On PostgreSQL (a scratch database created and dropped here), bench/dataset.py loads one
 organization with 10,000 playable clips over three stages and 1,000,000 feedback items (20 %
@@ -62,8 +62,8 @@ def pick_caller(data: Any) -> uuid.UUID:
 
 
 async def explain(url: str, caller_id: uuid.UUID, media: str, show: bool) -> None:
-    """Run prep_kit as the endpoint does, capture its SQL, EXPLAIN ANALYZE each one."""
-    from app.exemplars.prep import prep_kit
+    """Run read_prep as the endpoint does, capture its SQL, EXPLAIN ANALYZE each one."""
+    from app.exemplars.prep import read_prep
     from app.tenancy import Principal
     from app.users.models import User
 
@@ -75,9 +75,9 @@ async def explain(url: str, caller_id: uuid.UUID, media: str, show: bool) -> Non
         if not held:
             held.append(await session.get(User, caller_id))
         user = held[0]
-        await prep_kit(session, Principal(user=user), settings, "http://x/", STAGE, LIMIT)
+        await read_prep(session, Principal(user=user), settings, "http://x/", STAGE, LIMIT)
 
-    heading = "  prep_kit issues {n} statements (+1 for the caller's user in a request):"
+    heading = "  read_prep issues {n} statements (+1 for the caller's user in a request):"
     await harness.explain_calls(url, kit, heading, show)
 
 
@@ -141,20 +141,9 @@ def main() -> int:
             print(f"{args.clients} clients, {args.seconds:g} s rounds")
             asyncio.run(explain(url, caller, media, args.explain))
 
-            health = "/healthz"
-            paths = (health, me, kit)
-            solo = harness.warm_and_solo(port, paths, token, args.clients)
-            tallies = harness.abba(port, paths, token, args.clients, args.seconds, args.rounds)
-            harness.print_table(
-                [(f"GET {p}", tallies[p]) for p in paths],
-                [(f"1 client: {p.split('?')[0]}", solo[p]) for p in paths],
+            ok, solo = harness.against_health(
+                port, "prep kit", kit, me, token, args, RATIO_GOAL, kit.split("?")[0]
             )
-            ok = harness.ratio_line("prep kit", tallies[kit], "/healthz", tallies[health],
-                                    RATIO_GOAL)  # fmt: skip
-            harness.ratio_line("prep kit", tallies[kit], "/v1/me", tallies[me], 0.0)
-            ok = harness.latency_under_load(
-                port, "prep kit", kit, token, tallies[kit].rps, solo[kit], args.seconds
-            ) and ok  # fmt: skip
     print(f"  single client p50: {solo[kit].pct(50):.1f} ms vs /v1/me's {solo[me].pct(50):.1f} ms; "
           f"response {size:,} bytes")  # fmt: skip
     return 0 if ok else 1

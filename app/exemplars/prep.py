@@ -102,18 +102,6 @@ class PrepContent:
     exemplars: list[PrepExemplarRow]
 
 
-async def prep_kit(
-    session: AsyncSession,
-    principal: Principal,
-    settings: Settings,
-    base_url: str,
-    stage: str | None,
-    limit: int,
-) -> tuple[PrepKit, str]:
-    content = await read_prep(session, principal, settings, base_url, stage, limit)
-    return content.kit, content.etag
-
-
 async def read_prep(
     session: AsyncSession,
     principal: Principal,
